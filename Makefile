@@ -1,0 +1,67 @@
+# dealsync: `make run` starts the local world with demo data; `make test` runs every check CI runs.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV      := .venv
+SAM_VENV  := .venv-sam
+PY        := $(VENV)/bin/python
+SAM       := $(SAM_VENV)/bin/sam
+SAM_CLI_VERSION := 1.170.0
+STATE_DIR ?= .state
+ARGS ?=
+# SAM needs a working python3.13 first on PATH to build without Docker; its own venv provides one.
+SAM_ENV   := PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1
+LINT_PATHS := layers functions local cli tests bench scripts
+
+.PHONY: help install run test lint typecheck validate build smoke pytest bench clean
+
+help:
+	@echo "make run    start the local world (emulators, moto, local runtime) with demo data"
+	@echo "make test   install everything, then lint, type-check, validate, build and run all tests"
+
+$(VENV)/.installed: requirements-dev.txt layers/common/requirements.txt pyproject.toml
+	rm -rf $(VENV)
+	"$$(scripts/python313.sh)" -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
+	$(VENV)/bin/pip install --quiet --no-deps -e .
+	touch $@
+
+$(SAM_VENV)/.installed:
+	rm -rf $(SAM_VENV)
+	"$$(scripts/python313.sh)" -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet "aws-sam-cli==$(SAM_CLI_VERSION)"
+	touch $@
+
+install: $(VENV)/.installed $(SAM_VENV)/.installed
+
+run: $(VENV)/.installed
+	$(VENV)/bin/dealsync local up --state-dir $(STATE_DIR) --seed demo $(ARGS)
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+
+typecheck: $(VENV)/.installed
+	$(VENV)/bin/mypy layers/common/dealsync functions local cli tests
+
+validate: install
+	$(VENV)/bin/cfn-lint template.yaml
+	$(SAM_ENV) $(SAM) validate --lint
+
+build: install
+	$(SAM_ENV) $(SAM) build --parallel
+
+# The built artifact, not the source tree: import the built layer and parse an event with it.
+smoke: build
+	$(PY) scripts/smoke_built_artifact.py
+
+pytest: $(VENV)/.installed
+	$(VENV)/bin/pytest -n 2 --dist loadfile
+
+test: lint typecheck validate smoke pytest
+
+bench: $(VENV)/.installed
+	$(PY) -m bench.run
+
+clean:
+	rm -rf .aws-sam $(STATE_DIR) .pytest_cache .mypy_cache .ruff_cache

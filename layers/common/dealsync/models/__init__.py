@@ -1,0 +1,1 @@
+"""Models: the domain (links, rules, errors) and the inbound events."""

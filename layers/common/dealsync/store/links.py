@@ -1,0 +1,223 @@
+"""The crosswalk: one link per linked pair, stored under both ids so either side finds it in one read.
+
+Both items of a link are always written together in one transaction, so they never disagree. The
+field shadows (DESIGN 1.2) live on the link with a version for optimistic updates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from dealsync.models.domain import Link, LinkKind, LinkResult, LinkStatus, ShadowValue, Side
+from dealsync.store.dynamo import DynamoTable, Item, Key, iso, now_utc, parse_iso, serialize, serialize_value
+
+
+class StaleShadowError(Exception):
+    """The shadow changed since it was read: re-read the link and compute again."""
+
+    def __init__(self, link: Link, expected_version: int) -> None:
+        super().__init__(
+            f"{link.kind} link {link.salesforce_id}⇄{link.hubspot_id}: shadow version {expected_version} is stale"
+        )
+        self.link = link
+        self.expected_version = expected_version
+
+
+class LinkNotFoundError(LookupError):
+    pass
+
+
+def _key(kind: LinkKind, side: Side, record_id: str) -> Key:
+    marker = "SF" if side is Side.SALESFORCE else "HS"
+    return {"pk": f"LINK#{kind}#{marker}#{record_id}", "sk": "LINK"}
+
+
+def _to_link(item: Item) -> Link:
+    return Link(
+        kind=LinkKind(item["kind"]),
+        salesforce_id=item["salesforce_id"],
+        hubspot_id=item["hubspot_id"],
+        status=LinkStatus(item["status"]),
+        status_reason=item.get("status_reason"),
+        created_at=parse_iso(item["created_at"]) or now_utc(),
+        updated_at=parse_iso(item["updated_at"]) or now_utc(),
+        last_synced_at=parse_iso(item.get("last_synced_at")),
+        shadow=dict(item.get("shadow") or {}),
+        shadow_version=int(item.get("shadow_version", 0)),
+    )
+
+
+def _items(link: Link) -> tuple[Item, Item]:
+    body: dict[str, Any] = {
+        "kind": str(link.kind),
+        "salesforce_id": link.salesforce_id,
+        "hubspot_id": link.hubspot_id,
+        "status": str(link.status),
+        "status_reason": link.status_reason,
+        "created_at": iso(link.created_at),
+        "updated_at": iso(link.updated_at),
+        "last_synced_at": iso(link.last_synced_at) if link.last_synced_at else None,
+        "shadow": dict(link.shadow),
+        "shadow_version": link.shadow_version,
+    }
+    return (
+        {**_key(link.kind, Side.SALESFORCE, link.salesforce_id), **body},
+        {**_key(link.kind, Side.HUBSPOT, link.hubspot_id), **body},
+    )
+
+
+def _is_condition_failure(error: ClientError) -> bool:
+    code = error.response.get("Error", {}).get("Code", "")
+    if code == "ConditionalCheckFailedException":
+        return True
+    if code == "TransactionCanceledException":
+        reasons = error.response.get("CancellationReasons", [])
+        return any(reason.get("Code") == "ConditionalCheckFailed" for reason in reasons) or not reasons
+    return False
+
+
+class LinkStore:
+    def __init__(self, table: DynamoTable) -> None:
+        self.table = table
+
+    # --- reads ---------------------------------------------------------------------------------
+    def get(self, kind: LinkKind, side: Side, record_id: str) -> Link | None:
+        item = self.table.get(_key(kind, side, record_id))
+        return _to_link(item) if item else None
+
+    def get_by_salesforce_id(self, kind: LinkKind, salesforce_id: str) -> Link | None:
+        return self.get(kind, Side.SALESFORCE, salesforce_id)
+
+    def get_by_hubspot_id(self, kind: LinkKind, hubspot_id: str) -> Link | None:
+        return self.get(kind, Side.HUBSPOT, hubspot_id)
+
+    def get_many(self, kind: LinkKind, side: Side, record_ids: Iterable[str]) -> dict[str, Link]:
+        """Links for many ids of one side, keyed by that side's id (100 ids per DynamoDB call)."""
+        ids = list(dict.fromkeys(record_ids))
+        items = self.table.batch_get([_key(kind, side, record_id) for record_id in ids])
+        found: dict[str, Link] = {}
+        for item in items:
+            link = _to_link(item)
+            found[link.salesforce_id if side is Side.SALESFORCE else link.hubspot_id] = link
+        return found
+
+    # --- writes --------------------------------------------------------------------------------
+    def create(self, kind: LinkKind, salesforce_id: str, hubspot_id: str,
+               shadow: Mapping[str, ShadowValue] | None = None) -> LinkResult:
+        """Link two records, or return the link that already stands.
+
+        A free or tombstoned id on both sides is taken in one transaction; when another creator won
+        the race (or either id is linked already), the standing link comes back with created=False.
+        """
+        moment = now_utc()
+        link = Link(
+            kind=kind, salesforce_id=salesforce_id, hubspot_id=hubspot_id, created_at=moment,
+            updated_at=moment, last_synced_at=moment if shadow is not None else None,
+            shadow=dict(shadow or {}), shadow_version=1 if shadow is not None else 0,
+        )
+        condition = "attribute_not_exists(pk) OR #status = :tombstoned"
+        transaction = [
+            {
+                "Put": {
+                    "Item": serialize(item),
+                    "ConditionExpression": condition,
+                    "ExpressionAttributeNames": {"#status": "status"},
+                    "ExpressionAttributeValues": {":tombstoned": serialize_value(str(LinkStatus.TOMBSTONED))},
+                }
+            }
+            for item in _items(link)
+        ]
+        try:
+            self.table.transact(transaction)
+        except ClientError as error:
+            if not _is_condition_failure(error):
+                raise
+            standing = self.get(kind, Side.SALESFORCE, salesforce_id)
+            if standing is None or standing.status is LinkStatus.TOMBSTONED:
+                standing = self.get(kind, Side.HUBSPOT, hubspot_id)
+            if standing is None:  # the winner tombstoned it again in between: try once more
+                return self.create(kind, salesforce_id, hubspot_id, shadow)
+            return LinkResult(link=standing, created=False)
+        return LinkResult(link=link, created=True)
+
+    def _set_status(self, link: Link, status: LinkStatus, reason: str | None,
+                    allowed_from: tuple[LinkStatus, ...]) -> Link:
+        moment = now_utc()
+        updated = link.model_copy(update={"status": status, "status_reason": reason, "updated_at": moment})
+        names = {"#status": "status"}
+        values = {
+            ":status": str(status), ":reason": reason, ":updated": iso(moment),
+            ":sf": link.salesforce_id, ":hs": link.hubspot_id,
+            **{f":from{index}": str(state) for index, state in enumerate(allowed_from)},
+        }
+        allowed = " OR ".join(f"#status = :from{index}" for index in range(len(allowed_from)))
+        transaction = [
+            {
+                "Update": {
+                    "Key": serialize(_key(link.kind, side, record_id)),
+                    "UpdateExpression": "SET #status = :status, status_reason = :reason, updated_at = :updated",
+                    "ConditionExpression": f"salesforce_id = :sf AND hubspot_id = :hs AND ({allowed})",
+                    "ExpressionAttributeNames": names,
+                    "ExpressionAttributeValues": serialize(values),
+                }
+            }
+            for side, record_id in ((Side.SALESFORCE, link.salesforce_id), (Side.HUBSPOT, link.hubspot_id))
+        ]
+        try:
+            self.table.transact(transaction)
+        except ClientError as error:
+            if not _is_condition_failure(error):
+                raise
+            current = self.get(link.kind, Side.SALESFORCE, link.salesforce_id)
+            if current is not None and current.hubspot_id == link.hubspot_id and current.status is status:
+                return current  # already there: pausing twice is not an error
+            raise LinkNotFoundError(
+                f"{link.kind} link {link.salesforce_id}⇄{link.hubspot_id} is not in a state that allows {status}"
+            ) from error
+        return updated
+
+    def pause(self, link: Link, reason: str) -> Link:
+        return self._set_status(link, LinkStatus.PAUSED, reason, (LinkStatus.ACTIVE,))
+
+    def resume(self, link: Link) -> Link:
+        return self._set_status(link, LinkStatus.ACTIVE, None, (LinkStatus.PAUSED,))
+
+    def tombstone(self, link: Link, reason: str) -> Link:
+        return self._set_status(link, LinkStatus.TOMBSTONED, reason, (LinkStatus.ACTIVE, LinkStatus.PAUSED))
+
+    def update_shadow(self, link: Link, changes: Mapping[str, ShadowValue], expected_version: int | None = None,
+                      synced_at: datetime | None = None) -> Link:
+        """Record values both sides now agree on. Refused when the shadow moved since it was read."""
+        expected = link.shadow_version if expected_version is None else expected_version
+        moment = synced_at or now_utc()
+        shadow = {**link.shadow, **changes}
+        updated = link.model_copy(
+            update={"shadow": shadow, "shadow_version": expected + 1, "last_synced_at": moment, "updated_at": moment}
+        )
+        values = {
+            ":shadow": shadow, ":next": expected + 1, ":expected": expected,
+            ":synced": iso(moment), ":sf": link.salesforce_id, ":hs": link.hubspot_id,
+        }
+        transaction = [
+            {
+                "Update": {
+                    "Key": serialize(_key(link.kind, side, record_id)),
+                    "UpdateExpression": "SET shadow = :shadow, shadow_version = :next, "
+                    "last_synced_at = :synced, updated_at = :synced",
+                    "ConditionExpression": "shadow_version = :expected AND salesforce_id = :sf AND hubspot_id = :hs",
+                    "ExpressionAttributeValues": serialize(values),
+                }
+            }
+            for side, record_id in ((Side.SALESFORCE, link.salesforce_id), (Side.HUBSPOT, link.hubspot_id))
+        ]
+        try:
+            self.table.transact(transaction)
+        except ClientError as error:
+            if _is_condition_failure(error):
+                raise StaleShadowError(link, expected) from error
+            raise
+        return updated

@@ -1,0 +1,320 @@
+"""The DynamoDB store against a moto server over real sockets, tables from template.yaml."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from mypy_boto3_dynamodb.client import DynamoDBClient
+
+from dealsync.models.domain import (
+    ErrorCategory,
+    FieldMapping,
+    JobStatus,
+    LinkKind,
+    LinkStatus,
+    RollupRow,
+    Side,
+    StageMapping,
+    SyncRule,
+)
+from dealsync.store import StaleShadowError, SyncStore, ToggleRefusedError
+from dealsync.store.settings import STEP_ACCOUNT_IMPORT, STEP_COMPANY_SYNC, STEP_DEAL_SYNC
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def store(sync_table_name: str, dynamodb_client: DynamoDBClient) -> SyncStore:
+    return SyncStore(sync_table_name, dynamodb_client)
+
+
+def opp_id(number: int) -> str:
+    return f"006{number:012d}AAA"
+
+
+# --- links ----------------------------------------------------------------------------------------
+
+def test_link_is_found_from_both_sides(store: SyncStore) -> None:
+    result = store.links.create(LinkKind.OPPORTUNITY, opp_id(1), "1001", shadow={"dealname": "Acme"})
+    assert result.created
+    by_sf = store.links.get_by_salesforce_id(LinkKind.OPPORTUNITY, opp_id(1))
+    by_hs = store.links.get_by_hubspot_id(LinkKind.OPPORTUNITY, "1001")
+    assert by_sf is not None and by_hs is not None
+    assert by_sf.hubspot_id == "1001" and by_hs.salesforce_id == opp_id(1)
+    assert by_sf.shadow == {"dealname": "Acme"} == by_hs.shadow
+    assert store.links.get_by_salesforce_id(LinkKind.ACCOUNT, opp_id(1)) is None  # kinds do not mix
+
+
+def test_two_concurrent_creators_exactly_one_wins(
+    sync_table_name: str, dynamodb_client: DynamoDBClient, moto_endpoint: str
+) -> None:
+    import boto3
+
+    rounds = 15
+    for number in range(rounds):
+        barrier = threading.Barrier(2)
+
+        def create(hubspot_id: str, number: int = number, barrier: threading.Barrier = barrier) -> tuple[bool, str]:
+            client = boto3.client("dynamodb", endpoint_url=moto_endpoint, region_name="us-east-1")
+            own = SyncStore(sync_table_name, client)
+            barrier.wait()
+            result = own.links.create(LinkKind.OPPORTUNITY, opp_id(100 + number), hubspot_id)
+            return result.created, result.link.hubspot_id
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            outcomes = list(pool.map(create, [f"A{number}", f"B{number}"]))
+        created = [outcome for outcome in outcomes if outcome[0]]
+        assert len(created) == 1, outcomes
+        winner = created[0][1]
+        # The loser got the winner's link back, not its own.
+        assert {hubspot_id for _, hubspot_id in outcomes} == {winner}
+        stored = SyncStore(sync_table_name, dynamodb_client).links.get_by_salesforce_id(
+            LinkKind.OPPORTUNITY, opp_id(100 + number)
+        )
+        assert stored is not None and stored.hubspot_id == winner
+
+
+def test_creating_a_taken_hubspot_id_returns_the_standing_link(store: SyncStore) -> None:
+    store.links.create(LinkKind.OPPORTUNITY, opp_id(2), "2002")
+    result = store.links.create(LinkKind.OPPORTUNITY, opp_id(3), "2002")
+    assert not result.created
+    assert result.link.salesforce_id == opp_id(2)
+    assert store.links.get_by_salesforce_id(LinkKind.OPPORTUNITY, opp_id(3)) is None
+
+
+def test_tombstone_then_relink(store: SyncStore) -> None:
+    link = store.links.create(LinkKind.OPPORTUNITY, opp_id(4), "4004").link
+    tombstoned = store.links.tombstone(link, "deleted in HubSpot")
+    assert tombstoned.status is LinkStatus.TOMBSTONED
+    stored = store.links.get_by_hubspot_id(LinkKind.OPPORTUNITY, "4004")
+    assert stored is not None
+    assert stored.status is LinkStatus.TOMBSTONED
+    assert stored.status_reason == "deleted in HubSpot"
+
+    relinked = store.links.create(LinkKind.OPPORTUNITY, opp_id(4), "4005")
+    assert relinked.created and relinked.link.hubspot_id == "4005"
+    current = store.links.get_by_salesforce_id(LinkKind.OPPORTUNITY, opp_id(4))
+    assert current is not None and current.status is LinkStatus.ACTIVE and current.hubspot_id == "4005"
+    # The old deal id still tells its history.
+    old = store.links.get_by_hubspot_id(LinkKind.OPPORTUNITY, "4004")
+    assert old is not None and old.status is LinkStatus.TOMBSTONED
+
+
+def test_an_active_link_is_not_overwritten(store: SyncStore) -> None:
+    store.links.create(LinkKind.OPPORTUNITY, opp_id(5), "5005")
+    result = store.links.create(LinkKind.OPPORTUNITY, opp_id(5), "5006")
+    assert not result.created and result.link.hubspot_id == "5005"
+    assert store.links.get_by_hubspot_id(LinkKind.OPPORTUNITY, "5006") is None
+
+
+def test_pause_and_resume(store: SyncStore) -> None:
+    link = store.links.create(LinkKind.OPPORTUNITY, opp_id(6), "6006").link
+    paused = store.links.pause(link, "deal moved to a pipeline that does not sync")
+    assert paused.status is LinkStatus.PAUSED
+    for side, record_id in ((Side.SALESFORCE, opp_id(6)), (Side.HUBSPOT, "6006")):
+        stored = store.links.get(LinkKind.OPPORTUNITY, side, record_id)
+        assert stored is not None and stored.status is LinkStatus.PAUSED
+    assert store.links.pause(paused, "again").status is LinkStatus.PAUSED  # idempotent
+    resumed = store.links.resume(paused)
+    assert resumed.is_active
+    stored = store.links.get_by_hubspot_id(LinkKind.OPPORTUNITY, "6006")
+    assert stored is not None and stored.is_active and stored.status_reason is None
+
+
+def test_shadow_update_with_a_stale_version_is_refused(store: SyncStore) -> None:
+    link = store.links.create(LinkKind.OPPORTUNITY, opp_id(7), "7007", shadow={"amount": "10"}).link
+    first = store.links.update_shadow(link, {"amount": "20", "dealname": "New"})
+    assert first.shadow_version == link.shadow_version + 1
+    with pytest.raises(StaleShadowError):
+        store.links.update_shadow(link, {"amount": "30"})  # read before `first` was written
+    stored = store.links.get_by_hubspot_id(LinkKind.OPPORTUNITY, "7007")
+    assert stored is not None
+    assert stored.shadow == {"amount": "20", "dealname": "New"}
+    assert stored.shadow_version == first.shadow_version
+    again = store.links.update_shadow(stored, {"amount": None})
+    assert again.shadow["amount"] is None
+
+
+def test_batch_lookup_of_250_ids_takes_at_most_three_calls(store: SyncStore) -> None:
+    ids = [opp_id(1000 + number) for number in range(250)]
+    for number, salesforce_id in enumerate(ids[:200]):
+        store.links.create(LinkKind.OPPORTUNITY, salesforce_id, str(90000 + number))
+    before = store.table.calls
+    found = store.links.get_many(LinkKind.OPPORTUNITY, Side.SALESFORCE, ids)
+    assert store.table.calls - before <= 3
+    assert len(found) == 200
+    assert found[ids[10]].hubspot_id == "90010"
+
+    before = store.table.calls
+    by_hubspot = store.links.get_many(LinkKind.OPPORTUNITY, Side.HUBSPOT, [str(90000 + n) for n in range(250)])
+    assert store.table.calls - before <= 3
+    assert len(by_hubspot) == 200 and by_hubspot["90199"].salesforce_id == ids[199]
+
+
+# --- toggles --------------------------------------------------------------------------------------
+
+def test_deal_sync_refused_without_company_sync_and_account_import(store: SyncStore) -> None:
+    with pytest.raises(ToggleRefusedError) as refused:
+        store.settings.set_deal_sync(True)
+    assert refused.value.missing_steps == [STEP_COMPANY_SYNC, STEP_ACCOUNT_IMPORT]
+    assert "company sync" in str(refused.value) and "account import" in str(refused.value)
+    assert not store.settings.toggles().deal_sync
+
+
+def test_deal_sync_refused_without_account_import(store: SyncStore) -> None:
+    store.settings.set_company_sync(True)
+    with pytest.raises(ToggleRefusedError) as refused:
+        store.settings.set_deal_sync(True)
+    assert refused.value.missing_steps == [STEP_ACCOUNT_IMPORT]
+
+
+def test_deal_sync_refused_without_company_sync(store: SyncStore) -> None:
+    store.settings.mark_account_import_completed()
+    with pytest.raises(ToggleRefusedError) as refused:
+        store.settings.set_deal_sync(True)
+    assert refused.value.missing_steps == [STEP_COMPANY_SYNC]
+
+
+def test_deal_sync_on_after_prerequisites_then_company_sync_cannot_be_pulled(store: SyncStore) -> None:
+    store.settings.set_company_sync(True)
+    store.settings.mark_account_import_completed()
+    toggles = store.settings.set_deal_sync(True)
+    assert toggles.deal_sync and toggles.company_sync and toggles.account_import_completed
+    with pytest.raises(ToggleRefusedError) as refused:
+        store.settings.set_company_sync(False)
+    assert "deal sync" in str(refused.value)
+    assert store.settings.toggles().company_sync
+    store.settings.set_deal_sync(False)
+    assert not store.settings.set_company_sync(False).company_sync
+
+
+def test_opportunity_import_refused_while_deal_sync_is_off(store: SyncStore) -> None:
+    with pytest.raises(ToggleRefusedError) as refused:
+        store.settings.require_deal_sync("import opportunities")
+    assert refused.value.missing_steps == [STEP_DEAL_SYNC]
+    assert str(refused.value).startswith("Cannot import opportunities: turn on deal sync first")
+
+
+def test_options_have_design_defaults_and_validate(store: SyncStore) -> None:
+    options = store.settings.options()
+    assert options.resync_after_hubspot_delete and options.automatic_lifecycle_transitions
+    assert not store.settings.set_options(automatic_lifecycle_transitions=False).automatic_lifecycle_transitions
+    assert not store.settings.options().automatic_lifecycle_transitions
+    with pytest.raises(ValueError, match="salesforce_api_share"):
+        store.settings.set_options(salesforce_api_share=1.5)
+
+
+# --- configuration, cursors -----------------------------------------------------------------------
+
+def test_configuration_round_trip(store: SyncStore) -> None:
+    store.config.put_mapping(FieldMapping(salesforce_field="NextStep", hubspot_property="next_step",
+                                          rule=SyncRule.ALWAYS_SALESFORCE))
+    store.config.put_value_map("Type", {"New Business": "newbusiness"})
+    store.config.put_stage_map(StageMapping(record_type_id="012000000000001AAA", pipeline_id="p1",
+                                            label="Salesforce - 012000000000001AAA", stages={"Prospecting": "s1"}))
+    config = store.config.load()
+    assert config.mappings["NextStep"].rule is SyncRule.ALWAYS_SALESFORCE
+    assert config.value_maps["Type"] == {"New Business": "newbusiness"}
+    stage_map = config.stage_map_for_pipeline("p1")
+    assert stage_map is not None and stage_map.stages == {"Prospecting": "s1"}
+    store.config.delete_mapping("NextStep")
+    assert "NextStep" not in store.config.load().mappings
+
+
+def test_cursor_never_moves_backwards(store: SyncStore) -> None:
+    start = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+    assert store.cursors.get("poll") is None
+    assert store.cursors.advance("poll", start)
+    assert not store.cursors.advance("poll", start - timedelta(minutes=1))
+    assert not store.cursors.advance("poll", start)
+    assert store.cursors.advance("poll", start + timedelta(seconds=1))
+    assert store.cursors.get("poll") == start + timedelta(seconds=1)
+
+
+# --- jobs -----------------------------------------------------------------------------------------
+
+def test_job_counters_under_concurrent_increments(
+    sync_table_name: str, moto_endpoint: str, store: SyncStore
+) -> None:
+    import boto3
+
+    job = store.jobs.create("opportunities")
+
+    def bump(_: int) -> None:
+        client = boto3.client("dynamodb", endpoint_url=moto_endpoint, region_name="us-east-1")
+        own = SyncStore(sync_table_name, client)
+        for _ in range(10):
+            own.jobs.add_counts(job.job_id, done=3, failed=1)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(bump, range(8)))
+    stored = store.jobs.get(job.job_id)
+    assert stored is not None
+    assert (stored.done, stored.failed) == (8 * 10 * 3, 8 * 10)
+
+
+def test_a_chunk_counts_once_and_pending_chunks_resume(store: SyncStore) -> None:
+    job = store.jobs.create("accounts")
+    store.jobs.add_chunks(job.job_id, [(0, ["a", "b"]), (1, ["c"]), (2, ["d", "e", "f"])])
+    assert store.jobs.complete_chunk(job.job_id, 0, done=2, failed=0)
+    assert not store.jobs.complete_chunk(job.job_id, 0, done=2, failed=0)  # redelivered
+    assert store.jobs.pending_chunks(job.job_id) == [(1, ["c"]), (2, ["d", "e", "f"])]
+    stored = store.jobs.get(job.job_id)
+    assert stored is not None
+    assert (stored.total, stored.done, stored.chunks_total, stored.chunks_done) == (6, 2, 3, 1)
+    finished = store.jobs.set_status(job.job_id, JobStatus.COMPLETED)
+    assert finished.status is JobStatus.COMPLETED and finished.finished_at is not None
+    assert job.job_id in [listed.job_id for listed in store.jobs.recent()]
+
+
+# --- sync errors ----------------------------------------------------------------------------------
+
+def test_errors_by_category_with_attempts_and_resolution(store: SyncStore) -> None:
+    first = store.errors.record(ErrorCategory.OWNER_NOT_FOUND, "Opportunity", opp_id(9), "no HubSpot owner for 005X")
+    again = store.errors.record(ErrorCategory.OWNER_NOT_FOUND, "Opportunity", opp_id(9), "no HubSpot owner for 005X")
+    assert again.attempts == 2 and again.first_seen == first.first_seen and again.last_seen >= first.last_seen
+    store.errors.record(ErrorCategory.UNMAPPED_VALUE, "Opportunity", opp_id(9), "Type 'Partner' is not mapped")
+    store.errors.record(ErrorCategory.UNMAPPED_VALUE, "Opportunity", opp_id(10), "Type 'Other' is not mapped")
+    counts = store.errors.counts()
+    assert counts[ErrorCategory.OWNER_NOT_FOUND] == 1 and counts[ErrorCategory.UNMAPPED_VALUE] == 2
+    assert counts[ErrorCategory.PIPELINE_LIMIT] == 0
+    listed = store.errors.list(ErrorCategory.UNMAPPED_VALUE)
+    assert {error.record_id for error in listed} == {opp_id(9), opp_id(10)}
+    cleared = store.errors.resolve(opp_id(9), [ErrorCategory.OWNER_NOT_FOUND])
+    assert [error.category for error in cleared] == [ErrorCategory.OWNER_NOT_FOUND]
+    assert [error.category for error in store.errors.for_record(opp_id(9))] == [ErrorCategory.UNMAPPED_VALUE]
+    store.errors.resolve(opp_id(9))
+    assert store.errors.for_record(opp_id(9)) == []
+
+
+# --- rollup projection ----------------------------------------------------------------------------
+
+def test_rollup_projection_follows_contact_roles(store: SyncStore) -> None:
+    created = datetime(2026, 1, 2, tzinfo=UTC)
+    row = RollupRow(contact_id="", opportunity_id=opp_id(11), amount="100.00", created=created,
+                    close_date="2026-03-01", closed=True, won=True)
+    assert store.rollups.replace_opportunity(row, ["003A", "003B"]) == {"003A", "003B"}
+    assert [r.opportunity_id for r in store.rollups.rows_for_contact("003A")] == [opp_id(11)]
+    # A role removed: both the removed and the remaining contact are affected.
+    assert store.rollups.replace_opportunity(row, ["003B"]) == {"003A", "003B"}
+    assert store.rollups.rows_for_contact("003A") == []
+    rows = store.rollups.rows_for_contact("003B")
+    assert len(rows) == 1 and rows[0].won and rows[0].amount == "100.00" and rows[0].created == created
+    assert store.rollups.remove_opportunity(opp_id(11)) == {"003B"}
+    assert store.rollups.rows_for_contact("003B") == []
+
+    contacts: set[str] = set()
+    for shard in range(16):
+        after: str | None = None
+        while True:
+            page, after = store.rollups.contact_page(shard, limit=1, start_after=after)
+            contacts.update(page)
+            if after is None:
+                break
+    assert contacts == {"003A", "003B"}
+
+    store.rollups.save_written_values({"003B": {"total_revenue": "0"}})
+    assert store.rollups.written_values(["003B", "003A"]) == {"003B": {"total_revenue": "0"}}
