@@ -1,0 +1,286 @@
+"""HubSpot through hubspot-api-client: one cached ApiClient per API, batches of 100, the tier's burst
+and search limits respected, 429s handled by policy, every failure classified."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
+from importlib import metadata
+from typing import Any
+
+import urllib3
+from hubspot import HubSpot
+
+from dealsync.clients.credentials import HubSpotCredentials
+from dealsync.clients.errors import ApiBudgetExceededError, CrmError, PermanentCrmError, TransientCrmError
+from dealsync.clients.ratelimit import BURST_PER_TEN_SECONDS, SEARCH_PER_SECOND, SlidingWindowLimiter
+from dealsync.models.domain import ErrorCategory
+
+CRM = "hubspot"
+BATCH_LIMIT = 100
+SEARCH_PAGE = 200
+
+
+def classify_response(status: int, body: Any, headers: dict[str, str] | None = None) -> CrmError:
+    """One classifier for every HubSpot error response."""
+    payload: dict[str, Any] = {}
+    if isinstance(body, bytes | str):
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            payload = {"message": str(body)[:300]}
+    elif isinstance(body, dict):
+        payload = body
+    message = str(payload.get("message", "")) or f"HTTP {status}"
+    category = str(payload.get("category", ""))
+    if status == 429:
+        if payload.get("policyName") == "DAILY":
+            return ApiBudgetExceededError(CRM, message, status=status)
+        error = TransientCrmError(CRM, f"rate limited ({payload.get('policyName', 'unknown policy')}): {message}",
+                                  status=status)
+        interval = (headers or {}).get("X-HubSpot-RateLimit-Interval-Milliseconds") or (headers or {}).get(
+            "x-hubspot-ratelimit-interval-milliseconds")
+        error.retry_after = float(interval) / 1000 if interval else 1.0  # type: ignore[attr-defined]
+        return error
+    if status >= 500 or status in (408, 423):
+        return TransientCrmError(CRM, f"{status}: {message}", status=status)
+    if status in (401, 403) or category in ("INVALID_AUTHENTICATION", "MISSING_SCOPES"):
+        return PermanentCrmError(CRM, f"{status} {category}: {message}", ErrorCategory.PERMISSION, status=status,
+                                 code=category or None)
+    return PermanentCrmError(CRM, f"{status} {category}: {message}", ErrorCategory.HUBSPOT_VALIDATION, status=status,
+                             code=category or None)
+
+
+def classify(error: Exception) -> CrmError:
+    if isinstance(error, CrmError):
+        return error
+    status = getattr(error, "status", None)
+    if isinstance(status, int) and status > 0 and hasattr(error, "body"):
+        headers = getattr(error, "headers", None)
+        return classify_response(status, getattr(error, "body", None), dict(headers) if headers else None)
+    if isinstance(error, urllib3.exceptions.HTTPError | OSError | TimeoutError):
+        return TransientCrmError(CRM, f"network: {type(error).__name__}")
+    return TransientCrmError(CRM, f"unexpected {type(error).__name__}: {error}")
+
+
+class _CachedApiFactory:
+    """The SDK builds a new ApiClient (and TLS pool) on every attribute access; keep one per API."""
+
+    def __init__(self) -> None:
+        self._apis: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, package: Any, api_name: str, config: dict[str, Any]) -> Any:
+        key = (package.__name__, api_name)
+        with self._lock:
+            if key not in self._apis:
+                configuration = package.Configuration()
+                for name, value in config.items():
+                    if name == "retry":
+                        configuration.retries = value
+                    else:
+                        setattr(configuration, name, value)
+                api_client = package.ApiClient(configuration=configuration)
+                api_client.user_agent = f"dealsync; hubspot-api-client-python {metadata.version('hubspot-api-client')}"
+                self._apis[key] = getattr(package, api_name)(api_client=api_client)
+            return self._apis[key]
+
+
+class HubSpotClient:
+    def __init__(self, credentials: HubSpotCredentials, tier: str = "professional", max_attempts: int = 4,
+                 backoff_seconds: float = 0.5, max_rate_limit_wait: float = 10.0) -> None:
+        self.credentials = credentials
+        self.max_attempts = max_attempts
+        self.backoff_seconds = backoff_seconds
+        self.max_rate_limit_wait = max_rate_limit_wait
+        self.calls = 0
+        self.burst = SlidingWindowLimiter(BURST_PER_TEN_SECONDS.get(tier, 100), 10.0)
+        self.search_limit = SlidingWindowLimiter(SEARCH_PER_SECOND, 1.0)
+        options: dict[str, Any] = {"access_token": credentials.access_token.get_secret_value(),
+                                   "host": credentials.base_url.rstrip("/"), "api_factory": _CachedApiFactory()}
+        if credentials.ca_file:
+            options["ssl_ca_cert"] = credentials.ca_file
+        self.api = HubSpot(**options)
+
+    def _call(self, operation: Callable[[], Any], search: bool = False, retry: bool = True) -> Any:
+        attempt = 0
+        while True:
+            attempt += 1
+            self.burst.acquire()
+            if search:
+                self.search_limit.acquire()
+            self.calls += 1
+            try:
+                return operation()
+            except Exception as error:  # classified below; anything unknown is treated as transient
+                classified = classify(error)
+                if not isinstance(classified, TransientCrmError) or not retry or attempt >= self.max_attempts:
+                    raise classified from error
+                wait = getattr(classified, "retry_after", self.backoff_seconds * 2 ** (attempt - 1))
+                time.sleep(min(wait, self.max_rate_limit_wait))
+
+    # --- objects --------------------------------------------------------------------------------
+    def batch_read(self, object_type: str, ids: Sequence[str], properties: Sequence[str],
+                   id_property: str | None = None, with_history: Sequence[str] = (),
+                   archived: bool = False) -> list[dict[str, Any]]:
+        """Records by id (or by a unique property), 100 per call; missing ids are simply absent."""
+        found: list[dict[str, Any]] = []
+        for chunk in _chunks(list(dict.fromkeys(ids)), BATCH_LIMIT):
+            body: dict[str, Any] = {"inputs": [{"id": record_id} for record_id in chunk],
+                                    "properties": list(properties),
+                                    "propertiesWithHistory": list(with_history)}
+            if id_property:
+                body["idProperty"] = id_property
+            response = self._call(partial(self.api.crm.objects.batch_api.read,
+                object_type, batch_read_input_simple_public_object_id=body, archived=archived))
+            found += [result.to_dict() for result in response.results]
+        return found
+
+    def batch_upsert(self, object_type: str, id_property: str,
+                     inputs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Create-or-update on a unique property; each input is ``{"id": <value>, "properties": {...}}``."""
+        results: list[dict[str, Any]] = []
+        for chunk in _chunks(list(inputs), BATCH_LIMIT):
+            body = {"inputs": [{**item, "idProperty": id_property} for item in chunk]}
+            response = self._call(partial(self.api.crm.objects.batch_api.upsert,
+                object_type, batch_input_simple_public_object_batch_input_upsert=body))
+            results += _results_or_errors(response)
+        return results
+
+    def batch_update(self, object_type: str, inputs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        results: list[dict[str, Any]] = []
+        for chunk in _chunks(list(inputs), BATCH_LIMIT):
+            body = {"inputs": list(chunk)}
+            response = self._call(partial(self.api.crm.objects.batch_api.update,
+                object_type, batch_input_simple_public_object_batch_input=body))
+            results += _results_or_errors(response)
+        return results
+
+    def batch_create(self, object_type: str, inputs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        results: list[dict[str, Any]] = []
+        for chunk in _chunks(list(inputs), BATCH_LIMIT):
+            body = {"inputs": list(chunk)}
+            response = self._call(partial(self.api.crm.objects.batch_api.create,
+                object_type, batch_input_simple_public_object_batch_input_for_create=body), retry=False)
+            results += _results_or_errors(response)
+        return results
+
+    def batch_archive(self, object_type: str, ids: Sequence[str]) -> None:
+        for chunk in _chunks(list(ids), BATCH_LIMIT):
+            body = {"inputs": [{"id": record_id} for record_id in chunk]}
+            self._call(partial(self.api.crm.objects.batch_api.archive,
+                object_type, batch_input_simple_public_object_id=body))
+
+    def search(self, object_type: str, filter_groups: list[dict[str, Any]], properties: Sequence[str],
+               limit: int = SEARCH_PAGE) -> Iterator[dict[str, Any]]:
+        after: str | None = None
+        while True:
+            body: dict[str, Any] = {"filterGroups": filter_groups, "properties": list(properties), "limit": limit}
+            if after:
+                body["after"] = after
+            response = self._call(partial(self.api.crm.objects.search_api.do_search,
+                object_type, public_object_search_request=body), search=True)
+            for result in response.results:
+                yield result.to_dict()
+            paging = response.paging
+            after = paging.next.after if paging and paging.next else None
+            if not after:
+                return
+
+    # --- associations v4 --------------------------------------------------------------------------
+    def associations_read(self, from_type: str, to_type: str, ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        found: dict[str, list[dict[str, Any]]] = {}
+        for chunk in _chunks(list(dict.fromkeys(ids)), BATCH_LIMIT):
+            body = {"inputs": [{"id": record_id} for record_id in chunk]}
+            response = self._call(partial(self.api.crm.associations.v4.batch_api.get_page,
+                from_type, to_type, batch_input_public_fetch_associations_batch_request=body))
+            for result in response.results:
+                data = result.to_dict()
+                found[str(data["_from"]["id"])] = data.get("to") or []
+        return found
+
+    def associations_create(self, from_type: str, to_type: str,
+                            pairs: Sequence[tuple[str, str, int]]) -> None:
+        """Create labelled associations (from id, to id, HubSpot-defined type id)."""
+        for chunk in _chunks(list(pairs), BATCH_LIMIT):
+            body = {"inputs": [
+                {"from": {"id": from_id}, "to": {"id": to_id},
+                 "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": type_id}]}
+                for from_id, to_id, type_id in chunk
+            ]}
+            self._call(partial(self.api.crm.associations.v4.batch_api.create,
+                from_type, to_type, batch_input_public_association_multi_post=body))
+
+    def associations_archive(self, from_type: str, to_type: str, pairs: Sequence[tuple[str, str]]) -> None:
+        for chunk in _chunks(list(pairs), BATCH_LIMIT):
+            body = {"inputs": [{"from": {"id": from_id}, "to": [{"id": to_id}]} for from_id, to_id in chunk]}
+            self._call(partial(self.api.crm.associations.v4.batch_api.archive,
+                from_type, to_type, batch_input_public_association_multi_archive=body))
+
+    # --- pipelines, owners, properties, limits ------------------------------------------------------
+    def pipelines(self, object_type: str = "deals") -> list[dict[str, Any]]:
+        response = self._call(lambda: self.api.crm.pipelines.pipelines_api.get_all(object_type))
+        return [pipeline.to_dict() for pipeline in response.results]
+
+    def create_pipeline(self, body: dict[str, Any], object_type: str = "deals") -> dict[str, Any]:
+        response = self._call(lambda: self.api.crm.pipelines.pipelines_api.create(
+            object_type, pipeline_input=body), retry=False)
+        result: dict[str, Any] = response.to_dict()
+        return result
+
+    def owners(self) -> list[dict[str, Any]]:
+        owners: list[dict[str, Any]] = []
+        after: str | None = None
+        while True:
+            response = self._call(partial(self.api.crm.owners.owners_api.get_page, limit=100, after=after))
+            owners += [owner.to_dict() for owner in response.results]
+            paging = response.paging
+            after = paging.next.after if paging and paging.next else None
+            if not after:
+                return owners
+
+    def properties(self, object_type: str) -> list[dict[str, Any]]:
+        response = self._call(lambda: self.api.crm.properties.core_api.get_all(object_type))
+        return [prop.to_dict() for prop in response.results]
+
+    def create_property(self, object_type: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = self._call(lambda: self.api.crm.properties.core_api.create(
+            object_type, property_create=body), retry=False)
+        result: dict[str, Any] = response.to_dict()
+        return result
+
+    def create_property_group(self, object_type: str, name: str, label: str) -> dict[str, Any]:
+        response = self._call(lambda: self.api.crm.properties.groups_api.create(
+            object_type, property_group_create={"name": name, "label": label, "displayOrder": -1}), retry=False)
+        result: dict[str, Any] = response.to_dict()
+        return result
+
+    def pipeline_limit(self) -> int | None:
+        """The account's deal-pipeline limit from ``GET /crm/v3/limits/pipelines`` (None if unavailable)."""
+        try:
+            response = self._call(lambda: self.api.api_request(
+                {"method": "GET", "path": "/crm/v3/limits/pipelines"}), retry=False)
+        except CrmError:
+            return None
+        if getattr(response, "status_code", 500) != 200:
+            return None
+        for item in response.json().get("results", []) or [response.json()]:
+            if item.get("objectTypeId") in ("0-3", "deals", None) and "limit" in item:
+                return int(item["limit"])
+        return None
+
+
+def _results_or_errors(response: Any) -> list[dict[str, Any]]:
+    data = response.to_dict()
+    results: list[dict[str, Any]] = list(data.get("results") or [])
+    for error in data.get("errors") or []:
+        results.append({"error": error})
+    return results
+
+
+def _chunks[T](items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]

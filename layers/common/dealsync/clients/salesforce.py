@@ -1,0 +1,284 @@
+"""Salesforce through simple-salesforce: OAuth from the secret, writes tagged ``client=dealsync``,
+queries paged, sObject Collections in chunks of 200, every failure classified."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+import requests
+from simple_salesforce.api import Salesforce
+from simple_salesforce.exceptions import (
+    SalesforceError,
+    SalesforceExpiredSession,
+    SalesforceMalformedRequest,
+    SalesforceRefusedRequest,
+    SalesforceResourceNotFound,
+)
+
+from dealsync.clients.credentials import SalesforceCredentials
+from dealsync.clients.errors import (
+    ApiBudgetExceededError,
+    CrmError,
+    PermanentCrmError,
+    RecordError,
+    TransientCrmError,
+)
+from dealsync.models.domain import ErrorCategory
+
+CRM = "salesforce"
+CALL_OPTIONS = "client=dealsync"  # marks our writes: change events carry it in changeOrigin
+COLLECTION_LIMIT = 200
+IDS_PER_QUERY = 200  # keeps a SOQL `Id IN (...)` well under the URL length limit
+REQUEST_TIMEOUT = (5, 60)
+
+_PERMISSION_CODES = {
+    "INSUFFICIENT_ACCESS", "INSUFFICIENT_ACCESS_OR_READONLY", "INSUFFICIENT_ACCESS_ON_CROSS_REFERENCE_ENTITY",
+    "CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY", "NOT_API_ENABLED", "API_DISABLED_FOR_ORG", "FIELD_INTEGRITY_EXCEPTION",
+}
+_TRANSIENT_CODES = {"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE", "QUERY_TIMEOUT", "REQUEST_RUNNING_TOO_LONG"}
+
+
+def classify_error_code(code: str) -> type[CrmError] | ErrorCategory:
+    """Map a Salesforce errorCode to a retryable error type or a sync-error category."""
+    if code == "REQUEST_LIMIT_EXCEEDED":
+        return ApiBudgetExceededError
+    if code in _TRANSIENT_CODES:
+        return TransientCrmError
+    if code in _PERMISSION_CODES:
+        return ErrorCategory.PERMISSION
+    return ErrorCategory.SALESFORCE_VALIDATION
+
+
+def _first_error(content: Any) -> tuple[str, str]:
+    if isinstance(content, list) and content and isinstance(content[0], dict):
+        return str(content[0].get("errorCode", "UNKNOWN")), str(content[0].get("message", ""))
+    if isinstance(content, dict):
+        return str(content.get("error", "UNKNOWN")), str(content.get("error_description", content))
+    return "UNKNOWN", str(content)
+
+
+def classify(error: Exception) -> CrmError:
+    """One classifier for every Salesforce failure."""
+    if isinstance(error, CrmError):
+        return error
+    if isinstance(error, requests.Timeout | requests.ConnectionError):
+        return TransientCrmError(CRM, f"network: {type(error).__name__}")
+    if isinstance(error, SalesforceError):
+        code, message = _first_error(error.content)
+        status = error.status
+        if status >= 500 or status == 429:
+            return TransientCrmError(CRM, f"{status} {code}: {message}", status=status)
+        kind = classify_error_code(code)
+        if isinstance(kind, ErrorCategory):
+            if isinstance(error, SalesforceExpiredSession):
+                return TransientCrmError(CRM, f"session: {message}", status=status)
+            return PermanentCrmError(CRM, f"{code}: {message}", kind, status=status, code=code)
+        return kind(CRM, f"{code}: {message}", status=status)
+    return TransientCrmError(CRM, f"unexpected {type(error).__name__}: {error}")
+
+
+class SalesforceClient:
+    """A connection to one org as the integration user."""
+
+    def __init__(self, credentials: SalesforceCredentials, max_attempts: int = 4,
+                 backoff_seconds: float = 0.5) -> None:
+        self.credentials = credentials
+        self.max_attempts = max_attempts
+        self.backoff_seconds = backoff_seconds
+        self.calls = 0
+        self.session = requests.Session()
+        # The environment's CA bundle variables would override `verify`; the secret decides instead.
+        self.session.trust_env = False
+        self.session.verify = credentials.ca_file or True
+        self.session.headers["Sforce-Call-Options"] = CALL_OPTIONS
+        self._sf: Salesforce | None = None
+
+    # --- connection ---------------------------------------------------------------------------
+    def _token_request(self) -> dict[str, Any]:
+        creds = self.credentials
+        if creds.auth == "client_credentials":
+            if creds.client_secret is None:
+                raise PermanentCrmError(CRM, "client_credentials needs client_secret in the secret",
+                                        ErrorCategory.PERMISSION)
+            return {"grant_type": "client_credentials", "client_id": creds.client_id,
+                    "client_secret": creds.client_secret.get_secret_value()}
+        if creds.private_key is None or creds.username is None:
+            raise PermanentCrmError(CRM, "jwt needs username and private_key in the secret", ErrorCategory.PERMISSION)
+        now = datetime.now(UTC)
+        assertion = jwt.encode(
+            {"iss": creds.client_id, "sub": creds.username, "aud": creds.login_url.rstrip("/"),
+             "exp": int((now + timedelta(minutes=3)).timestamp())},
+            creds.private_key.get_secret_value(), algorithm="RS256",
+        )
+        return {"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": assertion}
+
+    def connect(self) -> Salesforce:
+        self.calls += 1
+        url = f"{self.credentials.login_url.rstrip('/')}/services/oauth2/token"
+        try:
+            response = self.session.post(url, data=self._token_request(), timeout=REQUEST_TIMEOUT)
+        except requests.RequestException as error:
+            raise classify(error) from error
+        if response.status_code >= 500:
+            raise TransientCrmError(CRM, f"token endpoint answered {response.status_code}", status=response.status_code)
+        if response.status_code != 200:
+            body = response.json() if response.content else {}
+            reason = f"{body.get('error')}: {body.get('error_description')}"
+            raise PermanentCrmError(CRM, f"authentication refused: {reason}", ErrorCategory.PERMISSION,
+                                    status=response.status_code)
+        token = response.json()
+        self._sf = Salesforce(instance_url=token.get("instance_url") or self.credentials.instance_url,
+                              session_id=token["access_token"], session=self.session,
+                              version=self.credentials.api_version)
+        return self._sf
+
+    @property
+    def sf(self) -> Salesforce:
+        return self._sf or self.connect()
+
+    def _call(self, operation: Callable[[Salesforce], Any], retry: bool = True) -> Any:
+        """Run one API call with re-authentication on an expired session and backoff on transient errors."""
+        attempt = 0
+        while True:
+            attempt += 1
+            self.calls += 1
+            try:
+                return operation(self.sf)
+            except SalesforceExpiredSession:
+                if attempt >= self.max_attempts:
+                    raise
+                self.connect()
+                continue
+            except Exception as error:  # classified below; anything unknown is treated as transient
+                classified = classify(error)
+                if isinstance(classified, TransientCrmError) and retry and attempt < self.max_attempts:
+                    time.sleep(self.backoff_seconds * 2 ** (attempt - 1))
+                    continue
+                raise classified from error
+
+    def _rest(self, path: str, method: str = "GET", retry: bool = True, **kwargs: Any) -> Any:
+        return self._call(lambda sf: sf.restful(path, method=method, **kwargs), retry=retry)
+
+    def _query_more(self, next_url: str, include_deleted: bool) -> Any:
+        return self._call(lambda sf: sf.query_more(next_url, identifier_is_url=True, include_deleted=include_deleted))
+
+    @property
+    def api_usage(self) -> tuple[int, int] | None:
+        """(used, limit) of the org's daily API requests, from the last Sforce-Limit-Info header."""
+        usage = self.sf.api_usage.get("api-usage") if self._sf else None
+        return (int(usage.used), int(usage.total)) if usage else None
+
+    # --- reads --------------------------------------------------------------------------------
+    def query(self, soql: str, include_deleted: bool = False) -> list[dict[str, Any]]:
+        return list(self.iter_query(soql, include_deleted))
+
+    def iter_query(self, soql: str, include_deleted: bool = False) -> Iterator[dict[str, Any]]:
+        page = self._call(lambda sf: sf.query(soql, include_deleted=include_deleted))
+        while True:
+            yield from page["records"]
+            if page.get("done", True) or not page.get("nextRecordsUrl"):
+                return
+            page = self._query_more(page["nextRecordsUrl"], include_deleted)
+
+    def query_by_ids(self, select: str, sobject: str, ids: Sequence[str], extra_where: str = "",
+                     include_deleted: bool = False) -> list[dict[str, Any]]:
+        """``SELECT <select> FROM <sobject> WHERE Id IN (...)`` for any number of ids, 200 per query."""
+        records: list[dict[str, Any]] = []
+        for chunk in _chunks(list(dict.fromkeys(ids)), IDS_PER_QUERY):
+            id_list = ",".join(f"'{_soql_id(record_id)}'" for record_id in chunk)
+            where = f"Id IN ({id_list})" + (f" AND ({extra_where})" if extra_where else "")
+            # Ids are validated as Salesforce ids above; select/sobject/extra_where come from our own code.
+            records += self.query(f"SELECT {select} FROM {sobject} WHERE {where}", include_deleted)  # noqa: S608
+        return records
+
+    def describe(self, sobject: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call(lambda sf: getattr(sf, sobject).describe())
+        return result
+
+    def picklist_values(self, sobject: str, record_type_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._rest(f"ui-api/object-info/{sobject}/picklist-values/{record_type_id}")
+        return result
+
+    def updated_ids(self, sobject: str, start: datetime, end: datetime) -> list[str]:
+        result = self._call(lambda sf: getattr(sf, sobject).updated(start, end))
+        return list(result.get("ids", []))
+
+    def deleted_ids(self, sobject: str, start: datetime, end: datetime) -> list[str]:
+        result = self._call(lambda sf: getattr(sf, sobject).deleted(start, end))
+        return [record["id"] for record in result.get("deletedRecords", [])]
+
+    # --- writes (sObject Collections; one result per input, in order) --------------------------
+    def upsert(self, sobject: str, external_id_field: str, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Upsert on an external id (idempotent, so retried on transient errors)."""
+        results: list[dict[str, Any]] = []
+        for chunk in _chunks(list(records), COLLECTION_LIMIT):
+            body = {"allOrNone": False,
+                    "records": [{"attributes": {"type": sobject}, **record} for record in chunk]}
+            results += self._rest(f"composite/sobjects/{sobject}/{external_id_field}", "PATCH", json=body)
+        return results
+
+    def create(self, sobject: str, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Create records. Not retried: a create that timed out may have happened."""
+        results: list[dict[str, Any]] = []
+        for chunk in _chunks(list(records), COLLECTION_LIMIT):
+            body = {"allOrNone": False,
+                    "records": [{"attributes": {"type": sobject}, **record} for record in chunk]}
+            results += self._rest("composite/sobjects", "POST", retry=False, json=body)
+        return results
+
+    def update(self, sobject: str, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        results: list[dict[str, Any]] = []
+        for chunk in _chunks(list(records), COLLECTION_LIMIT):
+            body = {"allOrNone": False,
+                    "records": [{"attributes": {"type": sobject}, **record} for record in chunk]}
+            results += self._rest("composite/sobjects", "PATCH", json=body)
+        return results
+
+    def delete(self, ids: Sequence[str]) -> list[dict[str, Any]]:
+        results: list[dict[str, Any]] = []
+        for chunk in _chunks(list(ids), COLLECTION_LIMIT):
+            params = {"ids": ",".join(chunk), "allOrNone": "false"}
+            results += self._rest("composite/sobjects", "DELETE", params=params)
+        return results
+
+
+def record_errors(results: Iterable[dict[str, Any]], record_ids: Sequence[str]) -> dict[str, CrmError]:
+    """The failed items of a collection response, classified and keyed by the caller's record id."""
+    failures: dict[str, CrmError] = {}
+    for record_id, result in zip(record_ids, results, strict=True):
+        if result.get("success"):
+            continue
+        errors = result.get("errors") or [{"statusCode": "UNKNOWN", "message": "no error detail"}]
+        code = str(errors[0].get("statusCode", "UNKNOWN"))
+        message = "; ".join(str(error.get("message", "")) for error in errors)
+        kind = classify_error_code(code)
+        if isinstance(kind, ErrorCategory):
+            failures[record_id] = RecordError(CRM, record_id, f"{code}: {message}", kind, code=code)
+        else:
+            failures[record_id] = kind(CRM, f"{record_id}: {code}: {message}")
+    return failures
+
+
+def _soql_id(record_id: str) -> str:
+    if not record_id.isalnum() or len(record_id) not in (15, 18):
+        raise PermanentCrmError(CRM, f"not a Salesforce id: {record_id!r}", ErrorCategory.SALESFORCE_VALIDATION)
+    return record_id
+
+
+def _chunks[T](items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+__all__ = [
+    "SalesforceClient",
+    "SalesforceMalformedRequest",
+    "SalesforceRefusedRequest",
+    "SalesforceResourceNotFound",
+    "classify",
+    "record_errors",
+]
