@@ -26,6 +26,7 @@ import importlib.util, json, sys
 from pathlib import Path
 build, events_dir, functions = Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3])
 import dealsync
+from aws_lambda_powertools.utilities.parser.models import APIGatewayProxyEventV2Model
 from dealsync.models import events as models
 assert Path(dealsync.__file__).resolve().is_relative_to(build.resolve()), dealsync.__file__
 for name, handler_file in functions.items():
@@ -34,12 +35,29 @@ for name, handler_file in functions.items():
     spec.loader.exec_module(module)
     assert callable(module.lambda_handler), name
     print(f"  imported built handler {name}")
-parsed = models.parse_event_file_sample
-for path in sorted(events_dir.glob("*.json")):
-    kind = parsed(json.loads(path.read_text()))
-    print(f"  parsed {path.name}: {kind}")
-"""
+queue_events = [models.SalesforceQueueEvent, models.HubSpotQueueEvent, models.ImportQueueEvent, models.RollupQueueEvent]
 
+
+def parse(event):
+    if "routeKey" in event:
+        request = APIGatewayProxyEventV2Model.model_validate(event)
+        body = models.request_body(request)
+        if request.rawPath.endswith("/webhooks/hubspot"):
+            return f"{len(models.parse_hubspot_batch(body))} HubSpot webhook events"
+        return f"Outbound Message with {len(models.parse_outbound_message(body).notifications)} notifications"
+    if "detail-type" in event:
+        return models.SalesforceChangeEvent.model_validate(event).detail_type
+    for model in queue_events:
+        try:
+            return f"{model.__name__} of {len(model.model_validate(event).Records)} records"
+        except ValueError:
+            continue
+    raise SystemExit("no model parses this event")
+
+
+for path in sorted(events_dir.glob("*.json")):
+    print(f"  parsed {path.name}: {parse(json.loads(path.read_text()))}")
+"""
 
 def _layer_view(target: Path) -> list[str]:
     """Link the built layer's top-level entries into ``target``, leaving out foreign compiled ones."""
@@ -67,7 +85,7 @@ def main() -> int:
         substituted = _layer_view(Path(tmp))
         if substituted:
             taken = ", ".join(substituted)
-            print(f"host is {platform.machine()}: arm64-compiled packages taken from the venv: {taken}")
+            print(f"host is {platform.machine()}: arm64-compiled packages taken from the venv: {taken}", flush=True)
         env = {**os.environ, "PYTHONPATH": tmp, "POWERTOOLS_TRACE_DISABLED": "true",
                "SYNC_TABLE_NAME": "smoke", "AWS_DEFAULT_REGION": "us-east-1"}
         result = subprocess.run(  # noqa: S603 - our own interpreter and script
