@@ -11,7 +11,8 @@ STATE_DIR ?= .state
 ARGS ?=
 # SAM needs a working python3.13 first on PATH to build without Docker; its own venv provides one.
 SAM_ENV   := PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1
-LINT_PATHS := layers functions local cli tests bench scripts
+LINT_PATHS := $(wildcard layers functions local cli tests bench scripts)
+TYPED_PATHS := $(wildcard layers/common/dealsync functions local cli tests scripts)
 
 .PHONY: help install run test lint typecheck validate build smoke pytest bench clean
 
@@ -42,7 +43,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check $(LINT_PATHS)
 
 typecheck: $(VENV)/.installed
-	$(VENV)/bin/mypy layers/common/dealsync functions local cli tests
+	$(VENV)/bin/mypy $(TYPED_PATHS)
 
 validate: install
 	$(VENV)/bin/cfn-lint template.yaml

@@ -331,6 +331,7 @@ class FunctionEventRule:
     event_name: str
     pattern: dict[str, Any]
     target: RuleTarget
+    event_bus_name: Any = None  # as written in the template; None is the default bus
 
 
 @dataclass(frozen=True)
@@ -467,6 +468,7 @@ def function_definitions(
                 rules.append(FunctionEventRule(
                     event_name=event_name,
                     pattern=dict(props.get("Pattern") or {}),
+                    event_bus_name=props.get("EventBusName"),
                     target=RuleTarget(
                         target_id=event_name,
                         arn=f"function:{logical_id}",
