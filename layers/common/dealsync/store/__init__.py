@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from dealsync.store.config import ConfigStore, StoredConfig
 from dealsync.store.cursors import CursorStore
+from dealsync.store.dedupe import DedupeStore
 from dealsync.store.dynamo import DynamoTable
 from dealsync.store.errors import ErrorStore
 from dealsync.store.jobs import JobStore
@@ -38,6 +39,7 @@ class SyncStore:
         self.jobs = JobStore(self.table)
         self.errors = ErrorStore(self.table)
         self.rollups = RollupStore(self.table)
+        self.dedupe = DedupeStore(self.table)
 
     @classmethod
     def from_settings(cls) -> SyncStore:

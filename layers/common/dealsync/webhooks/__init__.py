@@ -1,0 +1,1 @@
+"""Checks on inbound webhooks (pure: no I/O)."""
