@@ -37,6 +37,7 @@ class FieldSpec:
     scale: int | None = None  # Salesforce decimal places: HubSpot numbers are rounded to it
     value_map: ValueMap | None = None  # Salesforce value -> HubSpot value; None passes values unchanged
     salesforce_type: str = ""  # describe type, where the write format depends on it (datetime)
+    required: bool = False  # cannot be blank in Salesforce: a HubSpot clearing resets HubSpot instead
     builtin: bool = False
 
     @property
@@ -60,12 +61,12 @@ class FieldSpec:
 
 DEFAULT_SPECS: tuple[FieldSpec, ...] = (
     FieldSpec(OWNER_FIELD, "hubspot_owner_id", ValueKind.OWNER, builtin=True),
-    FieldSpec("CloseDate", "closedate", ValueKind.DATE, salesforce_type="date", builtin=True),
-    FieldSpec("Name", "dealname", ValueKind.TEXT, length=120, builtin=True),
+    FieldSpec("CloseDate", "closedate", ValueKind.DATE, salesforce_type="date", required=True, builtin=True),
+    FieldSpec("Name", "dealname", ValueKind.TEXT, length=120, required=True, builtin=True),
     FieldSpec("Type", "dealtype", ValueKind.PICKLIST, value_map=OPPORTUNITY_TYPE_VALUE_MAP, builtin=True),
     FieldSpec("Description", "description", ValueKind.TEXT, length=32000, builtin=True),
     FieldSpec(AMOUNT_FIELD, "amount", ValueKind.NUMBER, scale=2, builtin=True),
-    FieldSpec(STAGE_FIELD, "dealstage", ValueKind.STAGE, builtin=True),
+    FieldSpec(STAGE_FIELD, "dealstage", ValueKind.STAGE, required=True, builtin=True),
 )
 CURRENCY_SPEC = FieldSpec(CURRENCY_FIELD, "deal_currency_code", ValueKind.PICKLIST, builtin=True)
 
@@ -144,7 +145,7 @@ def build_field_specs(
                 length=_length(describe, default.kind, default.length),
                 scale=_scale(describe, default.kind, default.scale),
                 value_map=_merged_value_map(default.value_map, stored_map),
-                salesforce_type=default.salesforce_type, builtin=True,
+                salesforce_type=default.salesforce_type, required=default.required, builtin=True,
             ))
             continue
         hs_property = hubspot_properties.get(mapping.hubspot_property)
@@ -165,6 +166,8 @@ def build_field_specs(
             scale=_scale(describe, kind, None),
             value_map=stored_map if kind in (ValueKind.PICKLIST, ValueKind.MULTIPICKLIST) else None,
             salesforce_type=salesforce_type,
+            # describe: nillable false means required, except checkboxes, which are never blank anyway
+            required=describe.get("nillable") is False and kind is not ValueKind.BOOLEAN,
         ))
     return FieldSpecSet(tuple(specs), tuple(problems))
 

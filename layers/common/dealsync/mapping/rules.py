@@ -179,13 +179,15 @@ class SideSnapshot:
     Salesforce: the record's fields (simple-salesforce dict), `changed_at` = SystemModstamp or the
     change event's commit time. HubSpot: the deal's `properties`, `field_changed_at` = property
     timestamps (propertiesWithHistory), `changed_at` = updatedAt as the fallback.
-    A field missing from `values` was not read: it is left alone (and a warning says so).
+    A field missing from `values` was not read: it is left alone (and a warning says so), unless
+    `missing_is_blank` (for an API that leaves empty values out).
     """
 
     values: Mapping[str, Any]
     changed_at: datetime | None = None
     field_changed_at: Mapping[str, datetime] = field(default_factory=dict)
     exists: bool = True
+    missing_is_blank: bool = False
 
     @classmethod
     def absent(cls) -> SideSnapshot:
@@ -310,11 +312,11 @@ class _RecordContext:
 
     def missing(self, spec: FieldSpec) -> list[str]:
         missing: list[str] = []
-        if self.salesforce.exists:
+        if self.salesforce.exists and not self.salesforce.missing_is_blank:
             # RecordTypeId does not exist in orgs without record types
             missing += [f"Salesforce {name}" for name in spec.salesforce_fields
                         if name != RECORD_TYPE_FIELD and name not in self.salesforce.values]
-        if self.hubspot.exists:
+        if self.hubspot.exists and not self.hubspot.missing_is_blank:
             missing += [f"HubSpot {name}" for name in spec.hubspot_properties if name not in self.hubspot.values]
         return missing
 
@@ -336,6 +338,8 @@ def decide_record(
     for that field). A field's error (UNMAPPED_VALUE, UNMAPPED_STAGE, OWNER_NOT_FOUND, ...) never
     stops the other fields. `salesforce_read_only`: fields HubSpot values must not be written to;
     HubSpot is reset to Salesforce instead (Amount is added when HasOpportunityLineItem is true).
+    The same happens when HubSpot clears a field Salesforce requires (Name, CloseDate, ...).
+    Persist the returned shadow only once both patches have been applied.
     """
     context = _RecordContext(salesforce, hubspot, stages, owners, frozenset(salesforce_read_only))
     out = _Builder()
@@ -364,7 +368,7 @@ def decide_record(
         if spec.kind is ValueKind.OWNER:
             _apply_owner(spec, decision, sf_value, context, out)
         elif spec.kind is ValueKind.STAGE:
-            _apply_stage(spec, decision, context, out)
+            _apply_stage(spec, decision, sf_value, context, out)
         else:
             _apply_value(spec, decision, old, sf_value, truncated, context, out)
     return RecordDecision(out.hubspot, out.salesforce, out.shadow, out.fields, tuple(out.conflicts),
@@ -380,12 +384,17 @@ def _apply_value(spec: FieldSpec, decision: FieldDecision, old: ShadowInput, sf_
         out.keep_shadow(key, decision.shadow)
         return
     value = decision.value
-    assert not isinstance(value, Unconvertible)  # blocked above
-    if decision.action is Action.TO_SALESFORCE and key in context.salesforce_read_only:
-        # Salesforce would ignore the write: keep HubSpot in step with Salesforce instead.
-        out.warnings.append(FieldWarning(key, f"{key} cannot be written in Salesforce; HubSpot reset to it"))
+    if isinstance(value, Unconvertible):  # only with Action.NONE, which writes nothing
+        value = None
+    read_only = key in context.salesforce_read_only
+    cleared_required = spec.required and value is None and context.salesforce.exists
+    if decision.action is Action.TO_SALESFORCE and (read_only or cleared_required):
+        # Salesforce would ignore or refuse the write (and fail the whole patch): keep HubSpot in step instead.
+        why = "cannot be written" if read_only else "cannot be blank"
+        out.warnings.append(FieldWarning(key, f"{key} {why} in Salesforce; HubSpot reset to it"))
         if isinstance(sf_value, Unconvertible):
             out.error(key, sf_value.error)
+            out.keep_shadow(key, old)
             return
         value = sf_value
         decision = FieldDecision(Action.TO_HUBSPOT, value, value, decision.conflict, Side.SALESFORCE)
@@ -405,13 +414,18 @@ def _apply_value(spec: FieldSpec, decision: FieldDecision, old: ShadowInput, sf_
     out.keep_shadow(key, decision.shadow)
 
 
-def _apply_stage(spec: FieldSpec, decision: FieldDecision, context: _RecordContext, out: _Builder) -> None:
+def _apply_stage(spec: FieldSpec, decision: FieldDecision, sf_value: FieldValue, context: _RecordContext,
+                 out: _Builder) -> None:
     key = spec.key
     blocked = decision.blocked
     if blocked is not None:
         out.error(key, blocked.error)
         out.keep_shadow(key, decision.shadow)
         return
+    if decision.action is Action.TO_SALESFORCE and decision.value is None and isinstance(sf_value, str):
+        # A deal without a stage: StageName is required, so HubSpot gets Salesforce's stage back.
+        out.warnings.append(FieldWarning(key, f"{key} cannot be blank in Salesforce; HubSpot reset to it"))
+        decision = FieldDecision(Action.TO_HUBSPOT, sf_value, sf_value, decision.conflict, Side.SALESFORCE)
     value = decision.value
     if decision.action is not Action.NONE and isinstance(value, str):
         record_type_key, _, stage_name = value.partition(":")
