@@ -352,7 +352,9 @@ class FunctionDefinition:
 
     @property
     def directory_name(self) -> str:
-        return self.module.split(".", 1)[0]
+        """The function's folder (``sf_change`` for ``CodeUri: functions/sf_change/``)."""
+        name = PurePosixPath(self.code_uri.rstrip("/")).name
+        return name or self.module.split(".", 1)[0]
 
     @property
     def function_name(self) -> str:

@@ -1,0 +1,1 @@
+"""The ``dealsync`` operator command line."""

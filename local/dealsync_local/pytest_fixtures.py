@@ -1,0 +1,66 @@
+"""pytest fixtures for tests that run against the local world.
+
+Use them from a ``conftest.py``::
+
+    from dealsync_local.pytest_fixtures import local_world, local_world_options  # noqa: F401
+
+``local_world`` is session-scoped: one world (real ``template.yaml``, real handlers, no demo data, no
+self-firing schedules, 1 s retries) for the whole session, in a temporary state directory, stopped at
+the end. To change how it starts, import ``local_world`` alone and define ``local_world_options``
+yourself (session-scoped, returning keyword arguments of :class:`LocalWorld`)::
+
+    from dealsync_local.pytest_fixtures import local_world  # noqa: F401
+
+    @pytest.fixture(scope="session")
+    def local_world_options() -> dict[str, Any]:
+        return {"seed": "demo", "size": 200}
+
+Then ``local_world.drain()`` waits until the polled queues are empty and no handler runs;
+``local_world.endpoints`` has every URL and token; ``local_world.crms.salesforce.app`` /
+``.hubspot.app`` are the emulators' Python APIs (act as the person using the CRM).
+
+Notes:
+* moto's state is per process. ``mock_aws()`` resets it: do not use it in a session that also uses
+  the world, or give those tests their own process.
+* Define the fixture in one conftest per session (the top-level one is best): two conftests that
+  both import it start two worlds, which then share queue and table names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dealsync_local.world import LocalWorld
+
+# Fast local retries and short polls: tests wait seconds, not minutes.
+TEST_DEFAULTS: dict[str, Any] = {
+    "seed": "none",
+    "retry_backoff_seconds": 1,
+    "poll_wait_seconds": 1,
+    "run_schedules": False,
+}
+
+
+def start_world(state_dir: Path, **options: Any) -> LocalWorld:
+    """Start a world with the test defaults (overridden by ``options``)."""
+    return LocalWorld(state_dir, **{**TEST_DEFAULTS, **options}).start()
+
+
+@pytest.fixture(scope="session")
+def local_world_options() -> dict[str, Any]:
+    """Keyword arguments for the session's :class:`LocalWorld`; override to change them."""
+    return {}
+
+
+@pytest.fixture(scope="session")
+def local_world(tmp_path_factory: pytest.TempPathFactory, local_world_options: dict[str, Any]) -> Iterator[LocalWorld]:
+    """The session's local world (see the module docstring)."""
+    world = start_world(tmp_path_factory.mktemp("local-world"), **local_world_options)
+    try:
+        yield world
+    finally:
+        world.stop()

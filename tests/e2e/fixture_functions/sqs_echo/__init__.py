@@ -1,0 +1,1 @@
+"""A test function (imported by module name, as a handler in functions/ is)."""
