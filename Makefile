@@ -56,8 +56,11 @@ build: install
 smoke: build
 	$(PY) scripts/smoke_built_artifact.py
 
+# The sync tests run the product's own handlers in a local world of their own, in a separate session
+# from the runtime's e2e world (each session holds one world per process).
 pytest: $(VENV)/.installed
-	$(VENV)/bin/pytest -n 2 --dist loadfile
+	$(VENV)/bin/pytest -n 2 --dist loadfile --ignore=tests/sync
+	$(VENV)/bin/pytest -n 2 --dist loadfile tests/sync
 
 test: lint typecheck validate smoke pytest
 

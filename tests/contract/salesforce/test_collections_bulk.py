@@ -1,7 +1,7 @@
 """sObject Collections (create, update, upsert, retrieve, delete; allOrNone), getUpdated/getDeleted
 windows and Bulk API 2.0 query jobs."""
 
-# ruff: noqa: S608 - the tests build SOQL text on purpose
+
 from __future__ import annotations
 
 import csv

@@ -1,7 +1,7 @@
 """Outbound Messages (SOAP, retried until acknowledged) and change events in the Event Relay envelope,
 delivered to small listeners in the test, plus the load control endpoint (which notifies nobody)."""
 
-# ruff: noqa: S608 - the tests build SOQL text on purpose
+
 from __future__ import annotations
 
 import time

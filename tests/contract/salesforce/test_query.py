@@ -1,6 +1,6 @@
 """SOQL over REST query/queryAll: the subset dealsync uses, pagination, and Salesforce's errors."""
 
-# ruff: noqa: S608 - the tests build SOQL text on purpose
+
 from __future__ import annotations
 
 import datetime as dt

@@ -1,7 +1,7 @@
 """sObject rows, describe, validation errors, upsert by external id, record types and the recycle bin,
 driven with simple-salesforce over HTTPS."""
 
-# ruff: noqa: S608 - the tests build SOQL text on purpose
+
 from __future__ import annotations
 
 import re

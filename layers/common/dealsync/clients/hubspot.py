@@ -11,6 +11,7 @@ from functools import partial
 from importlib import metadata
 from typing import Any
 
+import requests
 import urllib3
 from hubspot import HubSpot
 
@@ -21,6 +22,7 @@ from dealsync.models.domain import ErrorCategory
 
 CRM = "hubspot"
 BATCH_LIMIT = 100
+HISTORY_BATCH_LIMIT = 50  # batch reads with propertiesWithHistory take at most 50 inputs
 SEARCH_PAGE = 200
 
 
@@ -104,6 +106,11 @@ class HubSpotClient:
         if credentials.ca_file:
             options["ssl_ca_cert"] = credentials.ca_file
         self.api = HubSpot(**options)
+        # For the few endpoints the SDK does not cover; the secret's CA decides, not the environment.
+        self._http = requests.Session()
+        self._http.trust_env = False
+        self._http.verify = credentials.ca_file or True
+        self._http.headers["Authorization"] = f"Bearer {credentials.access_token.get_secret_value()}"
 
     def _call(self, operation: Callable[[], Any], search: bool = False, retry: bool = True) -> Any:
         attempt = 0
@@ -128,7 +135,8 @@ class HubSpotClient:
                    archived: bool = False) -> list[dict[str, Any]]:
         """Records by id (or by a unique property), 100 per call; missing ids are simply absent."""
         found: list[dict[str, Any]] = []
-        for chunk in _chunks(list(dict.fromkeys(ids)), BATCH_LIMIT):
+        size = HISTORY_BATCH_LIMIT if with_history else BATCH_LIMIT
+        for chunk in _chunks(list(dict.fromkeys(ids)), size):
             body: dict[str, Any] = {"inputs": [{"id": record_id} for record_id in chunk],
                                     "properties": list(properties),
                                     "propertiesWithHistory": list(with_history)}
@@ -259,16 +267,22 @@ class HubSpotClient:
         return result
 
     def pipeline_limit(self) -> int | None:
-        """The account's deal-pipeline limit from ``GET /crm/v3/limits/pipelines`` (None if unavailable)."""
+        """The deal-pipeline limit from ``GET /crm/v3/limits/pipelines`` (the SDK has no limits API);
+        None where the account does not report one."""
+
+        def fetch() -> Any:
+            response = self._http.get(f"{self.credentials.base_url.rstrip('/')}/crm/v3/limits/pipelines",
+                                      timeout=(5, 30))
+            if response.status_code != 200:
+                raise classify_response(response.status_code, response.content, dict(response.headers))
+            return response.json()
+
         try:
-            response = self._call(lambda: self.api.api_request(
-                {"method": "GET", "path": "/crm/v3/limits/pipelines"}), retry=False)
-        except CrmError:
+            body = self._call(fetch)
+        except PermanentCrmError:
             return None
-        if getattr(response, "status_code", 500) != 200:
-            return None
-        for item in response.json().get("results", []) or [response.json()]:
-            if item.get("objectTypeId") in ("0-3", "deals", None) and "limit" in item:
+        for item in body.get("hubspotDefinedObjectTypes", []):
+            if item.get("objectTypeId") == "0-3" and item.get("limit") is not None:
                 return int(item["limit"])
         return None
 

@@ -96,6 +96,7 @@ class SalesforceClient:
         self.session.verify = credentials.ca_file or True
         self.session.headers["Sforce-Call-Options"] = CALL_OPTIONS
         self._sf: Salesforce | None = None
+        self.identity_url: str | None = None
 
     # --- connection ---------------------------------------------------------------------------
     def _token_request(self) -> dict[str, Any]:
@@ -131,10 +132,17 @@ class SalesforceClient:
             raise PermanentCrmError(CRM, f"authentication refused: {reason}", ErrorCategory.PERMISSION,
                                     status=response.status_code)
         token = response.json()
+        self.identity_url = token.get("id")
         self._sf = Salesforce(instance_url=token.get("instance_url") or self.credentials.instance_url,
                               session_id=token["access_token"], session=self.session,
                               version=self.credentials.api_version)
         return self._sf
+
+    def integration_user_id(self) -> str | None:
+        """The user dealsync authenticates as: the last segment of the token's identity URL."""
+        if self.identity_url is None:
+            self.connect()
+        return self.identity_url.rstrip("/").rsplit("/", 1)[-1] if self.identity_url else None
 
     @property
     def sf(self) -> Salesforce:

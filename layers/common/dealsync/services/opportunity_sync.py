@@ -1,0 +1,383 @@
+"""Salesforce → HubSpot: bring the deals of a set of opportunities in line with Salesforce.
+
+Always from the current state: the opportunities are re-read (one query per 200), their deals read
+by the unique `salesforce_opportunity_id` (one call per 100), every field decided against the link's
+shadow by the pure mapping, and the results written in bulk — deals by batch upsert, associations by
+v4 batch calls, the Salesforce side (deal ids, resets) by sObject Collections. Unchanged deals are not
+written. One record's error never stops the others: it is recorded by category, or, when it is worth
+retrying, reported back so the queue redelivers just that message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from dealsync.clients.errors import CrmError, PermanentCrmError, TransientCrmError
+from dealsync.clients.salesforce import record_errors
+from dealsync.mapping.fields import FieldSpec, hubspot_properties_to_read
+from dealsync.mapping.rules import RecordDecision, decide_record
+from dealsync.mapping.stages import StageMap
+from dealsync.models.domain import ErrorCategory, Link, LinkKind, LinkStatus, ShadowValue, Side
+from dealsync.observability import logger, metrics
+from dealsync.services.contacts import link_contacts
+from dealsync.services.context import SyncContext
+from dealsync.services.pipelines import provision_pipelines
+from dealsync.services.records import (
+    COMPANY_KEY,
+    CONTACTS_KEY,
+    DEAL_ID_FIELD,
+    DEAL_TO_CONTACT,
+    DEAL_TO_PRIMARY_COMPANY,
+    UNIQUE_PROPERTY,
+    contact_role_ids,
+    enqueue_rollups,
+    hubspot_snapshot,
+    joined,
+    opportunity_select,
+    record_sync_errors,
+    salesforce_snapshot,
+    split,
+    update_rollup_projection,
+)
+from dealsync.store import StaleShadowError
+
+
+@dataclass
+class SyncReport:
+    """What one batch did; ``retry`` holds the ids worth another attempt, with the reason."""
+
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    errors: dict[str, list[str]] = field(default_factory=dict)
+    retry: dict[str, str] = field(default_factory=dict)
+    conflicts: int = 0
+
+    def error(self, record_id: str, message: str) -> None:
+        self.errors.setdefault(record_id, []).append(message)
+
+
+@dataclass
+class _Plan:
+    """One opportunity's part of the batch."""
+
+    opportunity: dict[str, Any]
+    link: Link | None
+    deal: dict[str, Any] | None
+    decision: RecordDecision
+    shadow: dict[str, ShadowValue]
+    contacts: list[str] = field(default_factory=list)  # HubSpot contact ids wanted
+    company: str | None = None  # HubSpot company id wanted
+    errors: list[tuple[ErrorCategory, str]] = field(default_factory=list)
+    deal_id: str | None = None
+
+    @property
+    def opportunity_id(self) -> str:
+        return str(self.opportunity["Id"])
+
+
+class OpportunitySync:
+    def __init__(self, context: SyncContext) -> None:
+        self.context = context
+        self.store = context.store
+        self.salesforce = context.salesforce
+        self.hubspot = context.hubspot
+
+    # --- entry point -----------------------------------------------------------------------------
+    def sync(self, opportunity_ids: Sequence[str], *, changed_at: Mapping[str, datetime] | None = None,
+             source: str = "change") -> SyncReport:
+        report = SyncReport()
+        ids = list(dict.fromkeys(opportunity_ids))
+        if not ids:
+            return report
+        if not self.context.toggles().deal_sync:
+            report.skipped += ids
+            metrics.add_metric(name="ChangesIgnoredSyncOff", unit=MetricUnit.Count, value=len(ids))
+            logger.info("deal sync is off: changes acknowledged, not applied", extra={"count": len(ids)})
+            return report
+        try:
+            self._sync(ids, changed_at or {}, report)
+        except TransientCrmError as error:
+            for record_id in ids:
+                report.retry.setdefault(record_id, str(error))
+        self._emit_metrics(report, source)
+        return report
+
+    def _sync(self, ids: list[str], changed_at: Mapping[str, datetime], report: SyncReport) -> None:
+        config = self.context.config()
+        specs = self.context.field_specs(config)
+        stages = self.context.stage_map(config)
+        if not stages.mappings:
+            provision_pipelines(self.context)
+            config = self.context.config()
+            stages = self.context.stage_map(config)
+        records = {
+            str(record["Id"]): record
+            for record in self.salesforce.query_by_ids(opportunity_select(self.context, specs), "Opportunity", ids,
+                                                       include_deleted=True)
+        }
+        stages = self._ensure_pipelines(records.values(), stages)
+        links = self.store.links.get_many(LinkKind.OPPORTUNITY, Side.SALESFORCE, ids)
+        live = [record_id for record_id in ids if record_id in records and not records[record_id].get("IsDeleted")]
+        gone = [record_id for record_id in ids if record_id not in live]
+        self._delete(gone, links, report)
+        if not live:
+            return
+        deals = self._read_deals(live, specs)
+        plans = self._plan(live, records, links, deals, specs, stages, changed_at, report)
+        self._link_associations(plans)
+        self._write_deals(plans, report)
+        self._write_salesforce(plans, report)
+        self._write_associations(plans)
+        self._save_links(plans, report)
+        self._record_errors(plans)
+        self._update_rollups(plans)
+
+    # --- reads -----------------------------------------------------------------------------------
+    def _ensure_pipelines(self, records: Iterable[Mapping[str, Any]], stages: StageMap) -> StageMap:
+        """A record type seen for the first time gets its pipeline now (if the limit allows)."""
+        if not self.context.has_record_types:
+            return stages
+        unknown = {str(record["RecordTypeId"]) for record in records
+                   if record.get("RecordTypeId") and stages.for_record_type(str(record["RecordTypeId"])) is None}
+        if not unknown:
+            return stages
+        provision_pipelines(self.context)
+        return self.context.stage_map(self.context.config())
+
+    def _read_deals(self, ids: Sequence[str], specs: Sequence[FieldSpec],
+                    with_history: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
+        properties = [*hubspot_properties_to_read(specs), UNIQUE_PROPERTY]
+        deals = self.hubspot.batch_read("deals", ids, properties, id_property=UNIQUE_PROPERTY,
+                                        with_history=properties if with_history else ())
+        return {str(deal["properties"][UNIQUE_PROPERTY]): deal for deal in deals
+                if deal.get("properties", {}).get(UNIQUE_PROPERTY)}
+
+    def _plan(self, ids: Sequence[str], records: Mapping[str, dict[str, Any]], links: Mapping[str, Link],
+              deals: Mapping[str, dict[str, Any]], specs: Sequence[FieldSpec], stages: StageMap,
+              changed_at: Mapping[str, datetime], report: SyncReport) -> list[_Plan]:
+        owners = self.context.owners()
+        plans: list[_Plan] = []
+        conflicted: list[str] = []
+        for record_id in ids:
+            link = links.get(record_id)
+            if link is not None and link.status is LinkStatus.PAUSED:
+                report.skipped.append(record_id)  # its deal sits in a pipeline that does not sync
+                continue
+            deal = deals.get(record_id)
+            active = link if link is not None and link.status is LinkStatus.ACTIVE else None
+            shadow = dict(active.shadow) if active is not None and deal is not None else None
+            decision = decide_record(
+                specs, salesforce_snapshot(records[record_id], specs, changed_at.get(record_id)),
+                hubspot_snapshot(deal), shadow, stages=stages, owners=owners, origin=Side.SALESFORCE)
+            if decision.conflicts:
+                conflicted.append(record_id)
+            plans.append(_Plan(records[record_id], active, deal, decision, dict(shadow or {})))
+        if conflicted:
+            # Both sides changed: decide again with HubSpot's per-property timestamps.
+            precise = self._read_deals(conflicted, specs, with_history=["all"])
+            for plan in plans:
+                if plan.opportunity_id in precise:
+                    plan.deal = precise[plan.opportunity_id]
+                    plan.decision = decide_record(
+                        specs, salesforce_snapshot(plan.opportunity, specs, changed_at.get(plan.opportunity_id)),
+                        hubspot_snapshot(plan.deal), plan.shadow if plan.link else None, stages=stages,
+                        owners=owners, origin=Side.SALESFORCE)
+                    report.conflicts += len(plan.decision.conflicts)
+                    logger.info("conflict resolved by the later change", extra={
+                        "opportunity_id": plan.opportunity_id, "fields": list(plan.decision.conflicts)})
+        for plan in plans:
+            plan.errors += [(error.category, f"{error.field}: {error.message}") for error in plan.decision.errors]
+            plan.deal_id = str(plan.deal["id"]) if plan.deal else None
+        return plans
+
+    # --- associations -------------------------------------------------------------------------------
+    def _link_associations(self, plans: Sequence[_Plan]) -> None:
+        """Resolve each opportunity's contacts and account to HubSpot ids, linking contacts on the fly."""
+        contact_ids = sorted({cid for plan in plans for cid in contact_role_ids(plan.opportunity)})
+        contact_links = link_contacts(self.context, contact_ids)
+        company_sync = self.context.toggles().company_sync
+        account_ids = sorted({str(plan.opportunity["AccountId"])
+                              for plan in plans if plan.opportunity.get("AccountId")})
+        account_links = self.store.links.get_many(LinkKind.ACCOUNT, Side.SALESFORCE, account_ids)
+        for plan in plans:
+            wanted = contact_role_ids(plan.opportunity)
+            plan.contacts = sorted(contact_links[cid] for cid in wanted if cid in contact_links)
+            account_id = plan.opportunity.get("AccountId")
+            if not account_id or not company_sync:
+                plan.company = None
+                continue
+            account_link = account_links.get(str(account_id))
+            if account_link is not None and account_link.is_active:
+                plan.company = account_link.hubspot_id
+            else:
+                plan.company = None
+                plan.errors.append((ErrorCategory.WAITING_FOR_ACCOUNT,
+                                    f"account {account_id} is not in HubSpot yet; the deal syncs without its company "
+                                    "and is associated when the account syncs"))
+
+    # --- writes -------------------------------------------------------------------------------------
+    def _write_deals(self, plans: Sequence[_Plan], report: SyncReport) -> None:
+        inputs: list[dict[str, Any]] = []
+        writing: list[_Plan] = []
+        for plan in plans:
+            properties = dict(plan.decision.hubspot_properties)
+            if plan.deal is None and any(category in (ErrorCategory.PIPELINE_LIMIT, ErrorCategory.UNMAPPED_STAGE)
+                                         for category, _ in plan.errors):
+                continue  # a deal needs a pipeline and stage: nothing to create until it has one
+            if not properties and plan.deal is not None:
+                continue  # unchanged: not written
+            # Always sent, so every result names its opportunity (results come in no promised order).
+            properties[UNIQUE_PROPERTY] = plan.opportunity_id
+            inputs.append({"id": plan.opportunity_id, "properties": properties})
+            writing.append(plan)
+        if not inputs:
+            return
+        results = self.hubspot.batch_upsert("deals", UNIQUE_PROPERTY, inputs)
+        by_opportunity = {str(r.get("properties", {}).get(UNIQUE_PROPERTY)): r for r in results if "error" not in r}
+        failures = [r["error"] for r in results if "error" in r]
+        for plan in writing:
+            result = by_opportunity.get(plan.opportunity_id)
+            if result is None:
+                message = _hubspot_failure_for(plan.opportunity_id, failures)
+                plan.errors.append((ErrorCategory.HUBSPOT_VALIDATION, message))
+                plan.deal_id = None if plan.deal is None else plan.deal_id
+                continue
+            plan.deal_id = str(result["id"])
+            (report.created if plan.deal is None else report.updated).append(plan.opportunity_id)
+
+    def _write_salesforce(self, plans: Sequence[_Plan], report: SyncReport) -> None:
+        updates: list[dict[str, Any]] = []
+        owners: list[_Plan] = []
+        for plan in plans:
+            fields = dict(plan.decision.salesforce_fields)
+            if plan.deal_id and plan.opportunity.get(DEAL_ID_FIELD) != plan.deal_id:
+                fields[DEAL_ID_FIELD] = plan.deal_id
+            if fields:
+                updates.append({"Id": plan.opportunity_id, **fields})
+                owners.append(plan)
+        if not updates:
+            return
+        results = self.salesforce.update("Opportunity", updates)
+        failures = record_errors(results, [plan.opportunity_id for plan in owners])
+        for plan in owners:
+            failure = failures.get(plan.opportunity_id)
+            if isinstance(failure, PermanentCrmError):
+                plan.errors.append((failure.category, failure.message))
+            elif failure is not None:
+                report.retry[plan.opportunity_id] = failure.message
+
+    def _write_associations(self, plans: Sequence[_Plan]) -> None:
+        create_contacts: list[tuple[str, str, int]] = []
+        remove_contacts: list[tuple[str, str]] = []
+        create_companies: list[tuple[str, str, int]] = []
+        remove_companies: list[tuple[str, str]] = []
+        for plan in plans:
+            if not plan.deal_id:
+                continue
+            before = split(plan.shadow.get(CONTACTS_KEY)) if plan.link else set()
+            wanted = set(plan.contacts)
+            create_contacts += [(plan.deal_id, cid, DEAL_TO_CONTACT) for cid in sorted(wanted - before)]
+            remove_contacts += [(plan.deal_id, cid) for cid in sorted(before - wanted)]
+            company_before = plan.shadow.get(COMPANY_KEY) if plan.link else None
+            if plan.company != company_before and not _waiting(plan):
+                if company_before:
+                    remove_companies.append((plan.deal_id, company_before))
+                if plan.company:
+                    create_companies.append((plan.deal_id, plan.company, DEAL_TO_PRIMARY_COMPANY))
+        if remove_contacts:
+            self.hubspot.associations_archive("deals", "contacts", remove_contacts)
+        if create_contacts:
+            self.hubspot.associations_create("deals", "contacts", create_contacts)
+        if remove_companies:
+            self.hubspot.associations_archive("deals", "companies", remove_companies)
+        if create_companies:
+            self.hubspot.associations_create("deals", "companies", create_companies)
+
+    def _save_links(self, plans: Sequence[_Plan], report: SyncReport) -> None:
+        for plan in plans:
+            if not plan.deal_id or plan.opportunity_id in report.retry:
+                continue
+            shadow = dict(plan.decision.shadow)
+            shadow[CONTACTS_KEY] = joined(plan.contacts)
+            company_before = plan.shadow.get(COMPANY_KEY) if plan.link else None
+            shadow[COMPANY_KEY] = company_before if _waiting(plan) else plan.company
+            if plan.link is None or plan.link.hubspot_id != plan.deal_id:
+                result = self.store.links.create(LinkKind.OPPORTUNITY, plan.opportunity_id, plan.deal_id, shadow)
+                if not result.created and result.link.hubspot_id != plan.deal_id:
+                    logger.error("opportunity already linked to another deal", extra={
+                        "opportunity_id": plan.opportunity_id, "deal_id": plan.deal_id,
+                        "linked_deal_id": result.link.hubspot_id})
+                continue
+            if shadow == plan.link.shadow:
+                if not plan.decision.writes_anything:
+                    report.unchanged.append(plan.opportunity_id)
+                continue
+            try:
+                self.store.links.update_shadow(plan.link, shadow)
+            except StaleShadowError as error:
+                report.retry[plan.opportunity_id] = str(error)
+
+    def _record_errors(self, plans: Sequence[_Plan]) -> None:
+        for plan in plans:
+            related = {"deal_id": plan.deal_id} if plan.deal_id else {}
+            if _waiting(plan) and plan.opportunity.get("AccountId"):
+                related["account_id"] = str(plan.opportunity["AccountId"])
+            record_sync_errors(self.context, plan.opportunity_id, plan.errors, related)
+
+    def _update_rollups(self, plans: Sequence[_Plan]) -> None:
+        enqueue_rollups(self.context, update_rollup_projection(self.context, [plan.opportunity for plan in plans]))
+
+    # --- deletions -----------------------------------------------------------------------------------
+    def _delete(self, ids: Sequence[str], links: Mapping[str, Link], report: SyncReport) -> None:
+        """Deleted in Salesforce: archive the deal, tombstone the link, drop the rollup rows."""
+        doomed = [links[record_id] for record_id in ids
+                  if record_id in links and links[record_id].status is not LinkStatus.TOMBSTONED]
+        if doomed:
+            self.hubspot.batch_archive("deals", [link.hubspot_id for link in doomed])
+        affected: set[str] = set()
+        for record_id in ids:
+            link = links.get(record_id)
+            if link is not None and link.status is not LinkStatus.TOMBSTONED:
+                self.store.links.tombstone(link, "opportunity deleted in Salesforce")
+                report.deleted.append(record_id)
+            affected |= self.store.rollups.remove_opportunity(record_id)
+            self.store.errors.resolve(record_id)
+        enqueue_rollups(self.context, affected)
+
+    def _emit_metrics(self, report: SyncReport, source: str) -> None:
+        metrics.add_metric(name="RecordsSynced", unit=MetricUnit.Count, value=len(report.created) + len(report.updated))
+        metrics.add_metric(name="EchoesSkipped", unit=MetricUnit.Count, value=len(report.unchanged))
+        metrics.add_metric(name="Conflicts", unit=MetricUnit.Count, value=report.conflicts)
+        metrics.add_metric(name="SyncErrors", unit=MetricUnit.Count, value=len(report.errors))
+        logger.info("opportunities synced", extra={
+            "source": source, "created_ids": report.created, "updated_ids": report.updated, "deleted": report.deleted,
+            "unchanged": len(report.unchanged), "skipped": len(report.skipped), "retry": sorted(report.retry),
+            "salesforce_calls": self.salesforce.calls, "hubspot_calls": self.hubspot.calls})
+
+
+def _waiting(plan: _Plan) -> bool:
+    return any(category is ErrorCategory.WAITING_FOR_ACCOUNT for category, _ in plan.errors)
+
+
+def _hubspot_failure_for(opportunity_id: str, failures: Sequence[Mapping[str, Any]]) -> str:
+    for failure in failures:
+        if opportunity_id in str(failure.get("context", "")) or opportunity_id in str(failure.get("message", "")):
+            return f"deal not written: {failure.get('message')}"
+    messages = "; ".join(sorted({str(failure.get("message")) for failure in failures})) or "no detail"
+    return f"deal not written: {messages}"
+
+
+def sync_opportunities(context: SyncContext, opportunity_ids: Sequence[str], *,
+                       changed_at: Mapping[str, datetime] | None = None, source: str = "change") -> SyncReport:
+    return OpportunitySync(context).sync(opportunity_ids, changed_at=changed_at, source=source)
+
+
+__all__ = ["CrmError", "SyncReport", "sync_opportunities"]

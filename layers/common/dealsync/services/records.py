@@ -1,0 +1,127 @@
+"""What both sync directions share about an opportunity ⇄ deal pair: how each side is read and
+snapshotted for the mapping, the association state kept in the shadow, sync errors, and the rollup
+projection. Written once here so the two workers cannot drift apart."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from dealsync.mapping.fields import FieldSpec, salesforce_fields_to_read
+from dealsync.mapping.rules import SideSnapshot
+from dealsync.mapping.values import parse_datetime
+from dealsync.models.domain import ErrorCategory, RollupRow, ShadowValue
+from dealsync.models.events import RollupMessage
+from dealsync.queues import send_messages
+from dealsync.services.context import SyncContext
+
+DEAL_ID_FIELD = "HubSpot_Deal_Id__c"  # the opportunity's external id: the deal it is linked to
+UNIQUE_PROPERTY = "salesforce_opportunity_id"  # the deal's unique property: its opportunity
+DEAL_TO_CONTACT = 3
+DEAL_TO_PRIMARY_COMPANY = 5
+CONTACTS_KEY = "assoc:contacts"  # shadow: the HubSpot contact ids both sides agreed on
+COMPANY_KEY = "assoc:company"  # shadow: the HubSpot company id of the primary association
+# Categories a sync owns for an opportunity: cleared when a sync no longer finds them.
+SYNC_CATEGORIES = frozenset({
+    ErrorCategory.OWNER_NOT_FOUND, ErrorCategory.PIPELINE_LIMIT, ErrorCategory.WAITING_FOR_ACCOUNT,
+    ErrorCategory.UNMAPPED_STAGE, ErrorCategory.UNMAPPED_VALUE, ErrorCategory.HUBSPOT_VALIDATION,
+    ErrorCategory.SALESFORCE_VALIDATION, ErrorCategory.PERMISSION, ErrorCategory.CONTACT_NOT_IN_SALESFORCE,
+})
+
+
+def opportunity_select(context: SyncContext, specs: Sequence[FieldSpec]) -> str:
+    """The SELECT list that re-reads opportunities with everything either direction needs."""
+    available = context.opportunity_fields()
+    names = dict.fromkeys(salesforce_fields_to_read(specs))
+    names.update(dict.fromkeys(["AccountId", "CreatedDate", "IsClosed", "IsWon", "IsDeleted", "LastModifiedById",
+                                "OwnerId", DEAL_ID_FIELD]))
+    selected = [name for name in names if name in available or name == "Id"]
+    # Field names come from the describe and our own specs, never from input.
+    roles = "(SELECT Id, ContactId, IsPrimary, IsDeleted FROM OpportunityContactRoles)"
+    return ", ".join([*selected, roles])
+
+
+def salesforce_snapshot(record: Mapping[str, Any], specs: Sequence[FieldSpec],
+                        changed_at: datetime | None = None) -> SideSnapshot:
+    values = {key: value for key, value in record.items() if key != "attributes"}
+    for spec in specs:
+        for name in spec.salesforce_fields:
+            values.setdefault(name, None)  # e.g. RecordTypeId in an org without record types
+    return SideSnapshot(values=values, changed_at=changed_at or parse_datetime(record.get("SystemModstamp")))
+
+
+def hubspot_snapshot(deal: Mapping[str, Any] | None) -> SideSnapshot:
+    """A deal as read through the SDK (``to_dict()``: snake_case keys)."""
+    if deal is None:
+        return SideSnapshot.absent()
+    history = deal.get("properties_with_history") or {}
+    field_changed_at: dict[str, datetime] = {}
+    for name, versions in history.items():
+        moment = parse_datetime(versions[0].get("timestamp")) if versions else None
+        if moment is not None:
+            field_changed_at[name] = moment
+    return SideSnapshot(values=dict(deal.get("properties") or {}), changed_at=deal.get("updated_at"),
+                        field_changed_at=field_changed_at)
+
+
+def contact_roles(record: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The opportunity's live contact roles (it is read with queryAll, which returns deleted ones too)."""
+    roles = (record.get("OpportunityContactRoles") or {}).get("records") or []
+    return [role for role in roles if role.get("ContactId") and not role.get("IsDeleted")]
+
+
+def contact_role_ids(record: Mapping[str, Any]) -> list[str]:
+    return sorted({str(role["ContactId"]) for role in contact_roles(record)})
+
+
+def joined(ids: Iterable[str]) -> str | None:
+    ordered = sorted(set(ids))
+    return ";".join(ordered) if ordered else None
+
+
+def split(value: ShadowValue) -> set[str]:
+    return set(value.split(";")) if value else set()
+
+
+def record_sync_errors(context: SyncContext, opportunity_id: str,
+                       errors: Sequence[tuple[ErrorCategory, str]], related: Mapping[str, str]) -> None:
+    """Record this sync's errors for the opportunity and clear the ones it no longer has."""
+    for category, message in errors:
+        context.store.errors.record(category, "Opportunity", opportunity_id, message, related)
+    stale = SYNC_CATEGORIES - {category for category, _ in errors}
+    if stale:
+        context.store.errors.resolve(opportunity_id, stale)
+
+
+def rollup_row(record: Mapping[str, Any]) -> RollupRow | None:
+    created = parse_datetime(record.get("CreatedDate"))
+    if created is None:
+        return None
+    amount = record.get("Amount")
+    return RollupRow(
+        contact_id="", opportunity_id=str(record["Id"]),
+        amount=None if amount is None else str(Decimal(str(amount))), created=created,
+        close_date=record.get("CloseDate"), closed=bool(record.get("IsClosed")), won=bool(record.get("IsWon")),
+    )
+
+
+def update_rollup_projection(context: SyncContext, records: Iterable[Mapping[str, Any]]) -> set[str]:
+    """Refresh the projection rows of these (live) opportunities; returns the contacts affected."""
+    affected: set[str] = set()
+    for record in records:
+        row = rollup_row(record)
+        if row is not None:
+            affected |= context.store.rollups.replace_opportunity(row, contact_role_ids(record))
+    return affected
+
+
+def enqueue_rollups(context: SyncContext, contact_ids: Iterable[str]) -> None:
+    ordered = sorted(contact_ids)
+    queue = context.queues.get("rollup")
+    if not ordered or not queue:
+        return
+    bodies = [RollupMessage(contact_ids=ordered[start:start + 100]).model_dump_json()
+              for start in range(0, len(ordered), 100)]
+    send_messages(queue, bodies)

@@ -1,0 +1,121 @@
+"""DESIGN §1.2 to 1.6, Salesforce → HubSpot, end to end in the local world, acting as a Salesforce user:
+the emulator sends its Outbound Messages and change events to the real receivers, the runtime runs
+the real sf_change worker from the queue, and HubSpot is read back through the real client."""
+
+from __future__ import annotations
+
+import pytest
+
+from dealsync.models.domain import ErrorCategory, LinkKind, LinkStatus
+from tests.sync.conftest import SyncWorld
+
+pytestmark = pytest.mark.e2e
+
+
+def _new_opportunity(world: SyncWorld, name: str, **fields: object) -> str:
+    values = {"Name": name, "StageName": "Prospecting", "CloseDate": "2027-03-31", "Amount": 48000,
+              "Type": "New Business", "Description": "Platform renewal", "AccountId": world.account_id, **fields}
+    opportunity_id: str = world.salesforce.create("Opportunity", values)
+    for index, contact_id in enumerate(world.contact_ids):
+        world.salesforce.create("OpportunityContactRole", {"OpportunityId": opportunity_id, "ContactId": contact_id,
+                                                           "IsPrimary": index == 0})
+    return opportunity_id
+
+
+def test_new_opportunity_becomes_a_deal_with_fields_pipeline_and_associations(sync_world: SyncWorld) -> None:
+    opportunity_id = _new_opportunity(sync_world, "Acme Corp - Platform")
+    sync_world.settle()
+    deal = sync_world.deal_for(opportunity_id)
+    assert deal is not None, "no deal was created"
+    properties = deal["properties"]
+    assert properties["dealname"] == "Acme Corp - Platform"
+    assert properties["amount"] == "48000"
+    assert properties["closedate"].startswith("2027-03-31")
+    assert properties["dealtype"] == "newbusiness"
+    assert properties["description"] == "Platform renewal"
+    assert properties["hubspot_owner_id"] == sync_world.person_owner_id
+    stage_map = sync_world.context.store.config.load().stage_maps
+    mapping = next(iter(stage_map.values()))
+    assert properties["pipeline"] == mapping.pipeline_id
+    assert properties["dealstage"] == mapping.stages["Prospecting"]
+    deal_id = str(deal["id"])
+    assert len(sync_world.associations(deal_id, "contacts")) == 2
+    assert sync_world.associations(deal_id, "companies") == {sync_world.company_id}
+    link = sync_world.context.store.links.get_by_salesforce_id(LinkKind.OPPORTUNITY, opportunity_id)
+    assert link is not None
+    assert link.hubspot_id == deal_id
+    # The opportunity now carries its deal's id, so HubSpot-side writes can upsert on it.
+    opportunity = sync_world.salesforce.get("Opportunity", opportunity_id)
+    assert opportunity is not None
+    assert opportunity["HubSpot_Deal_Id__c"] == deal_id
+
+
+def test_field_changes_reach_hubspot_and_removing_a_role_removes_the_association(sync_world: SyncWorld) -> None:
+    opportunity_id = _new_opportunity(sync_world, "Acme Corp - Analytics")
+    sync_world.settle()
+    sync_world.salesforce.update("Opportunity", opportunity_id, {
+        "Name": "Acme Corp - Analytics XL", "Amount": 51000.5, "CloseDate": "2027-06-30",
+        "Type": "Existing Business", "Description": "Bigger", "StageName": "Qualification"})
+    roles = sync_world.salesforce.soql(
+        f"SELECT Id FROM OpportunityContactRole WHERE OpportunityId = '{opportunity_id}' AND IsPrimary = false")
+    sync_world.salesforce.delete("OpportunityContactRole", roles[0]["Id"])
+    sync_world.settle()
+    deal = sync_world.deal_for(opportunity_id)
+    assert deal is not None
+    properties = deal["properties"]
+    assert properties["dealname"] == "Acme Corp - Analytics XL"
+    assert properties["amount"] == "51000.5"
+    assert properties["closedate"].startswith("2027-06-30")
+    assert properties["dealtype"] == "existingbusiness"
+    assert properties["description"] == "Bigger"
+    mapping = next(iter(sync_world.context.store.config.load().stage_maps.values()))
+    assert properties["dealstage"] == mapping.stages["Qualification"]
+    assert len(sync_world.associations(str(deal["id"]), "contacts")) == 1
+
+
+def test_unmapped_type_is_an_error_and_the_rest_still_syncs(sync_world: SyncWorld) -> None:
+    opportunity_id = _new_opportunity(sync_world, "Acme Corp - Partner deal", Type=None)
+    sync_world.settle()
+    picklist_value = "Partner Referral"
+    sync_world.salesforce.update("Opportunity", opportunity_id, {"Type": picklist_value, "Amount": 777})
+    sync_world.settle()
+    deal = sync_world.deal_for(opportunity_id)
+    assert deal is not None
+    assert deal["properties"]["amount"] == "777"
+    errors = sync_world.context.store.errors.for_record(opportunity_id)
+    assert [error.category for error in errors] == [ErrorCategory.UNMAPPED_VALUE]
+    assert picklist_value in errors[0].message
+
+
+def test_delete_archives_the_deal_and_undelete_brings_it_back(sync_world: SyncWorld) -> None:
+    opportunity_id = _new_opportunity(sync_world, "Acme Corp - Short lived")
+    sync_world.settle()
+    first = sync_world.deal_for(opportunity_id)
+    assert first is not None
+    sync_world.salesforce.delete("Opportunity", opportunity_id)
+    sync_world.settle()
+    assert sync_world.deal_for(opportunity_id) is None
+    link = sync_world.context.store.links.get_by_salesforce_id(LinkKind.OPPORTUNITY, opportunity_id)
+    assert link is not None
+    assert link.status is LinkStatus.TOMBSTONED
+    sync_world.salesforce.undelete([opportunity_id])
+    sync_world.settle()
+    back = sync_world.deal_for(opportunity_id)
+    assert back is not None
+    assert back["id"] != first["id"]
+    relinked = sync_world.context.store.links.get_by_salesforce_id(LinkKind.OPPORTUNITY, opportunity_id)
+    assert relinked is not None
+    assert relinked.is_active
+    assert relinked.hubspot_id == str(back["id"])
+
+
+def test_own_writes_do_not_echo_back_to_salesforce(sync_world: SyncWorld) -> None:
+    opportunity_id = _new_opportunity(sync_world, "Acme Corp - Echo check")
+    sync_world.settle()
+    before = sync_world.salesforce.get("Opportunity", opportunity_id)
+    sync_world.settle()
+    after = sync_world.salesforce.get("Opportunity", opportunity_id)
+    assert before is not None
+    assert after is not None
+    # After the deal id was written back once, nothing further is written to the opportunity.
+    assert after["SystemModstamp"] == before["SystemModstamp"]
