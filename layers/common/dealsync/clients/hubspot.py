@@ -144,7 +144,7 @@ class HubSpotClient:
                 body["idProperty"] = id_property
             response = self._call(partial(self.api.crm.objects.batch_api.read,
                 object_type, batch_read_input_simple_public_object_id=body, archived=archived))
-            found += [result.to_dict() for result in response.results]
+            found += [_plain(result.to_dict()) for result in response.results]
         return found
 
     def batch_upsert(self, object_type: str, id_property: str,
@@ -285,6 +285,17 @@ class HubSpotClient:
             if item.get("objectTypeId") == "0-3" and item.get("limit") is not None:
                 return int(item["limit"])
         return None
+
+
+def _plain(record: dict[str, Any]) -> dict[str, Any]:
+    """``to_dict()`` leaves the property history's ValueWithTimestamp objects as they are: make them dicts."""
+    history = record.get("properties_with_history")
+    if history:
+        record["properties_with_history"] = {
+            name: [version.to_dict() if hasattr(version, "to_dict") else dict(version) for version in versions or []]
+            for name, versions in history.items()
+        }
+    return record
 
 
 def _results_or_errors(response: Any) -> list[dict[str, Any]]:

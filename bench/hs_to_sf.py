@@ -1,0 +1,140 @@
+"""HubSpot → Salesforce benchmark in the local world (issue 5).
+
+1. A burst of N deal changes (default 1,000) made by a HubSpot user and delivered as signed app
+   webhooks (batches of up to 100 events): wall time, records/s and the API calls dealsync made to
+   each CRM (from the emulators' request statistics), Salesforce writes and HubSpot reads apart.
+   Target: at most 10 Salesforce write calls and 25 HubSpot read calls per 1,000 changes.
+2. Single-change latency: deal changed in HubSpot to opportunity updated, p50 and p95 over --samples.
+
+Run: .venv/bin/python -m bench.hs_to_sf [--records 1000] [--samples 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from dealsync.models.domain import LinkKind, Side
+from dealsync.services.context import build_context
+from dealsync.services.opportunity_sync import sync_opportunities
+from dealsync.services.toggles import set_company_sync, set_deal_sync
+from dealsync_local.hubspot.common import DEALS
+from dealsync_local.pytest_fixtures import start_world
+from dealsync_local.world import LocalWorld
+
+
+def _calls(stats: dict[str, Any], *, writes: bool | None = None) -> int:
+    """Requests by route; ``writes`` True: only non-GET (minus token requests), False: reads only."""
+    total = 0
+    for route, count in stats["by_route"].items():
+        method = route.split(" ", 1)[0]
+        is_read = method == "GET" or "/search" in route
+        if "oauth2" in route or (writes is True and is_read) or (writes is False and not is_read):
+            continue
+        total += count
+    return total
+
+
+def _not_up_to_date(salesforce: Any, opportunity_ids: list[str]) -> list[str]:
+    amounts = {str(row["Id"]): row.get("Amount") for row in salesforce.soql("SELECT Id, Amount FROM Opportunity")}
+    return [oid for n, oid in enumerate(opportunity_ids) if float(amounts.get(oid) or 0) != 5000 + n]
+
+
+def _person_update(world: LocalWorld, deal_id: str, properties: dict[str, str]) -> None:
+    """A HubSpot user's edit: a CRM_UI change with its webhook events, no API request counted."""
+    assert world.crms is not None
+    hubspot = world.crms.hubspot.app
+    with hubspot.store.lock:
+        record = hubspot.store.find(DEALS, deal_id)
+        assert record is not None
+        hubspot.store.update(DEALS, record, properties, hubspot.person_source)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=1000)
+    parser.add_argument("--samples", type=int, default=20)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as state_dir:
+        world = start_world(Path(state_dir))
+        try:
+            run(world, args.records, args.samples)
+        finally:
+            world.stop()
+
+
+def run(world: LocalWorld, records: int, samples: int) -> None:
+    assert world.crms is not None
+    salesforce = world.crms.salesforce.app
+    hubspot = world.crms.hubspot.app
+    context = build_context()
+    person = salesforce.get("User", salesforce.person_user_id)
+    assert person is not None
+    hubspot.add_owner(str(person["Email"]), "Sam", "Seller")
+    set_company_sync(context, True)
+    context.store.settings.mark_account_import_completed()
+    set_deal_sync(context, True)
+    loaded = salesforce.load({"Opportunity": [
+        {"Name": f"Bench {n}", "StageName": "Prospecting", "CloseDate": "2027-06-30", "Amount": 1000 + n,
+         "OwnerId": salesforce.person_user_id} for n in range(records)]})
+    opportunity_ids: list[str] = loaded["Opportunity"]
+    for start in range(0, records, 1000):  # linked pairs, as an opportunity import leaves them
+        sync_opportunities(context, opportunity_ids[start:start + 1000], source="import")
+    links = context.store.links.get_many(LinkKind.OPPORTUNITY, Side.SALESFORCE, opportunity_ids)
+    deal_ids = [links[oid].hubspot_id for oid in opportunity_ids]
+    # Only HubSpot's webhooks drive this run: Salesforce's own notifications are off.
+    salesforce.apply_config({"notifications_enabled": False})
+    hubspot.flush_webhooks(30)
+    world.drain(60)
+    for app in (salesforce, hubspot):
+        with app.lock:
+            app.stats.clear()
+
+    # --- the burst ---------------------------------------------------------------------------------
+    started = time.perf_counter()
+    for n, deal_id in enumerate(deal_ids):
+        _person_update(world, deal_id, {"amount": str(5000 + n)})
+    wrong = _not_up_to_date(salesforce, opportunity_ids)
+    while wrong and time.perf_counter() - started < 300:
+        time.sleep(0.05)
+        wrong = _not_up_to_date(salesforce, opportunity_ids)
+    elapsed = time.perf_counter() - started  # until every opportunity has its deal's amount
+    hubspot.flush_webhooks(120)
+    world.drain(300)
+    sf_stats, hs_stats = salesforce.stats_snapshot(), hubspot.stats_snapshot()
+    print(f"burst of {records} deal changes (HubSpot webhooks)")
+    print(f"  wall time              {elapsed:8.2f} s   ({records / elapsed:,.0f} records/s)")
+    print(f"  Salesforce write calls {_calls(sf_stats, writes=True):8d}   (target ≤ 10 per 1,000)")
+    print(f"  Salesforce read calls  {_calls(sf_stats, writes=False):8d}")
+    # HubSpot's batch routes (read/update/...) share one route in the statistics: all calls are shown,
+    # and none of this burst's needs a HubSpot write (the by-route list below says which were made).
+    print(f"  HubSpot calls          {_calls(hs_stats):8d}   (target ≤ 25 reads per 1,000)")
+    print(f"  opportunities not up to date {len(wrong):d}")
+    for name, stats in (("Salesforce", sf_stats), ("HubSpot", hs_stats)):
+        routes = ", ".join(f"{route}: {count}" for route, count in sorted(stats["by_route"].items()))
+        print(f"    {name} by route: {routes}")
+
+    # --- single-change latency ------------------------------------------------------------------------
+    latencies = []
+    for n in range(samples):
+        deal_id, opportunity_id = deal_ids[n], opportunity_ids[n]
+        amount = 90000 + n
+        changed = time.perf_counter()
+        _person_update(world, deal_id, {"amount": str(amount)})
+        while float((salesforce.get("Opportunity", opportunity_id) or {}).get("Amount") or 0) != amount:
+            if time.perf_counter() - changed > 30:
+                raise SystemExit(f"opportunity {opportunity_id} not updated within 30 s")
+            time.sleep(0.01)
+        latencies.append(time.perf_counter() - changed)
+    latencies.sort()
+    p95 = latencies[min(len(latencies) - 1, round(0.95 * (len(latencies) - 1)))]
+    print(f"single change, deal edited → opportunity updated, {samples} samples")
+    print(f"  p50 {statistics.median(latencies):.3f} s   p95 {p95:.3f} s   max {latencies[-1]:.3f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,657 @@
+"""HubSpot → Salesforce: bring the opportunities of a set of deals in line with HubSpot.
+
+Always from the current state: the deals are re-read in batch (with property history for per-field
+timestamps, and their contact and company associations), their links looked up by deal id, the linked
+opportunities re-read (one query per 200), every field decided against the link's shadow by the pure
+mapping (`origin=HUBSPOT`), and the results written in bulk: new opportunities by sObject Collections
+upsert on `HubSpot_Deal_Id__c` (idempotent: a retried batch creates nothing twice), existing ones by
+collection updates, contact roles as a diff, and what HubSpot needs back (the new opportunity's id,
+owner resets) by one batch update. Deals outside the Salesforce pipelines are never sent; a linked deal
+moved out of them pauses its link. A deleted deal never deletes its opportunity. One record's error
+never stops the others: it is recorded by category or, when worth retrying, reported back so the queue
+redelivers just the messages that named it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from dealsync.clients.errors import PermanentCrmError, TransientCrmError
+from dealsync.clients.salesforce import record_errors
+from dealsync.mapping.fields import FieldSpec, hubspot_properties_to_read
+from dealsync.mapping.rules import RecordDecision, SideSnapshot, decide_record
+from dealsync.mapping.stages import StageMap
+from dealsync.models.domain import ErrorCategory, Link, LinkKind, LinkStatus, ShadowValue, Side
+from dealsync.observability import logger, metrics
+from dealsync.services.context import SyncContext
+from dealsync.services.opportunity_sync import SyncReport
+from dealsync.services.records import (
+    COMPANY_KEY,
+    CONTACTS_KEY,
+    DEAL_ID_FIELD,
+    DEAL_TO_PRIMARY_COMPANY,
+    UNIQUE_PROPERTY,
+    contact_roles,
+    enqueue_rollups,
+    hubspot_snapshot,
+    joined,
+    opportunity_select,
+    salesforce_snapshot,
+    split,
+    update_rollup_projection,
+)
+from dealsync.store import StaleShadowError
+
+ACCOUNT_FIELD = "AccountId"
+ROLLUP_FIELDS = frozenset({"Amount", "StageName", "CloseDate"})  # what the contact rollups read
+ROLE_OBJECT = "OpportunityContactRole"
+DEAL_RECORD_TYPE = "Deal"  # errors about a deal that has no opportunity (yet)
+DEAL_CATEGORIES = frozenset(set(ErrorCategory) - {ErrorCategory.MERGED_IN_HUBSPOT})  # what a sync clears
+PAUSED_PIPELINE = "deal moved to a HubSpot pipeline that does not sync"
+DELETED_IN_HUBSPOT = "deal deleted in HubSpot"
+
+
+# --- pure helpers -----------------------------------------------------------------------------------
+
+def associated_ids(items: Iterable[Mapping[str, Any]]) -> set[str]:
+    """The ids of a v4 association read's ``to`` list (SDK ``to_dict()`` or raw camelCase)."""
+    return {str(item.get("to_object_id", item.get("toObjectId"))) for item in items
+            if item.get("to_object_id", item.get("toObjectId")) is not None}
+
+
+def primary_company(items: Iterable[Mapping[str, Any]]) -> str | None:
+    """The company of the deal's primary association (type 5), if any."""
+    for item in items:
+        types = item.get("association_types", item.get("associationTypes")) or []
+        for kind in types:
+            type_id = kind.get("type_id", kind.get("typeId"))
+            if type_id is not None and int(type_id) == DEAL_TO_PRIMARY_COMPANY:
+                return str(item.get("to_object_id", item.get("toObjectId")))
+    return None
+
+
+def with_plain_history(deal: dict[str, Any]) -> dict[str, Any]:
+    """The deal with its property history as plain dicts, newest first, as `hubspot_snapshot` reads it
+    (the SDK's ``to_dict()`` leaves the history's ValueWithTimestamp objects as they are)."""
+    history = deal.get("properties_with_history")
+    if not history:
+        return deal
+    plain = {name: [version.to_dict() if hasattr(version, "to_dict") else dict(version) for version in versions or []]
+             for name, versions in history.items()}
+    return {**deal, "properties_with_history": plain}
+
+
+@dataclass(frozen=True)
+class ContactDiff:
+    """HubSpot-side contact association changes against the shadow (HubSpot contact ids)."""
+
+    added: frozenset[str]
+    removed: frozenset[str]
+    kept: frozenset[str]
+
+
+def contact_diff(current: Iterable[str], agreed: Iterable[str]) -> ContactDiff:
+    """What HubSpot changed since both sides last agreed: ``agreed`` is the shadow's contact set."""
+    now, before = set(current), set(agreed)
+    return ContactDiff(frozenset(now - before), frozenset(before - now), frozenset(now & before))
+
+
+def contacts_shadow(diff: ContactDiff, applied: Iterable[str]) -> str | None:
+    """The shadow's contact set after a sync: what was agreed and kept, plus the additions applied.
+
+    Additions that could not be applied (no Salesforce counterpart, a refused role) stay out, so they
+    are tried again, and the Salesforce → HubSpot direction never removes them from the deal."""
+    return joined(set(diff.kept) | (set(applied) & set(diff.added)))
+
+
+def roles_to_delete(roles: Iterable[Mapping[str, Any]], contact_ids: Iterable[str]) -> list[str]:
+    """Ids of the live contact roles of the given Salesforce contacts."""
+    wanted = set(contact_ids)
+    return sorted(str(role["Id"]) for role in roles if str(role.get("ContactId")) in wanted and role.get("Id"))
+
+
+# --- the engine ------------------------------------------------------------------------------------
+
+_NO_DECISION = RecordDecision({}, {}, {}, {})
+
+
+@dataclass
+class _Associations:
+    contacts: dict[str, list[dict[str, Any]]]  # deal id -> v4 results; a deal missing here was not read
+    companies: dict[str, list[dict[str, Any]]]
+
+
+def _text(value: ShadowValue) -> str | None:
+    return None if value is None else str(value)
+
+@dataclass
+class _Plan:
+    """One deal's part of the batch."""
+
+    deal: dict[str, Any]
+    link: Link | None  # active link (None: a new link will be created)
+    opportunity: dict[str, Any] | None  # None: a new opportunity
+    decision: RecordDecision
+    shadow: dict[str, ShadowValue]
+    contacts: set[str] = field(default_factory=set)  # HubSpot contact ids associated now
+    company: str | None = None  # HubSpot primary company now
+    errors: list[tuple[ErrorCategory, str]] = field(default_factory=list)
+    opportunity_id: str | None = None
+    salesforce_fields: dict[str, Any] = field(default_factory=dict)
+    hubspot_properties: dict[str, str] = field(default_factory=dict)
+    applied_contacts: set[str] = field(default_factory=set)  # additions now in Salesforce
+    company_applied: bool = True
+    failed: bool = False  # the opportunity write failed: no shadow saved
+    roles_changed: bool = False
+
+    @property
+    def deal_id(self) -> str:
+        return str(self.deal["id"])
+
+
+class DealSync:
+    def __init__(self, context: SyncContext) -> None:
+        self.context = context
+        self.store = context.store
+        self.salesforce = context.salesforce
+        self.hubspot = context.hubspot
+
+    # --- entry point -----------------------------------------------------------------------------
+    def sync(self, deal_ids: Sequence[str], *, merges: Mapping[str, Sequence[str]] | None = None,
+             associations_for: Collection[str] | None = None, source: str = "hubspot_changes") -> SyncReport:
+        """Sync these deals (ids of SyncReport are deal ids). ``merges``: surviving deal -> merged deal ids.
+        ``associations_for``: the deals whose associations may have changed (None: all of them); the
+        others keep the associations both sides last agreed on, and cost no association reads."""
+        report = SyncReport()
+        merges = {str(k): [str(v) for v in vs] for k, vs in (merges or {}).items()}
+        ids = list(dict.fromkeys([*map(str, deal_ids), *merges]))
+        if not ids:
+            return report
+        if not self.context.toggles().deal_sync:
+            report.skipped += ids
+            metrics.add_metric(name="ChangesIgnoredSyncOff", unit=MetricUnit.Count, value=len(ids))
+            logger.info("deal sync is off: changes acknowledged, not applied", extra={"count": len(ids)})
+            return report
+        try:
+            self._merges(merges)
+            self._sync(ids, report, None if associations_for is None else {*map(str, associations_for), *merges})
+        except TransientCrmError as error:
+            for deal_id in ids:
+                report.retry.setdefault(deal_id, str(error))
+        self._emit_metrics(report, source)
+        return report
+
+    def _sync(self, ids: list[str], report: SyncReport, associations_for: set[str] | None) -> None:
+        config = self.context.config()
+        specs = self.context.field_specs(config)
+        stages = self.context.stage_map(config)
+        deals = self._read_deals(ids, specs)
+        gone = [deal_id for deal_id in ids if deal_id not in deals]
+        self._deleted(gone, report)
+        live = [deal_id for deal_id in ids if deal_id in deals]
+        if not live:
+            return
+        links = self.store.links.get_many(LinkKind.OPPORTUNITY, Side.HUBSPOT, live)
+        synced: list[str] = []
+        for deal_id in live:
+            pipeline = deals[deal_id].get("properties", {}).get("pipeline")
+            link = links.get(deal_id)
+            if stages.syncs_pipeline(pipeline):
+                if link is not None and link.status is LinkStatus.PAUSED:
+                    links[deal_id] = self.store.links.resume(link)
+                    logger.info("deal back in a synced pipeline: link resumed", extra={"deal_id": deal_id})
+                synced.append(deal_id)
+                continue
+            report.skipped.append(deal_id)
+            if link is not None and link.is_active:
+                self.store.links.pause(link, PAUSED_PIPELINE)
+                logger.info("deal moved out of the Salesforce pipelines: link paused", extra={
+                    "deal_id": deal_id, "opportunity_id": link.salesforce_id})
+        if not synced:
+            return
+        links = self._resolve_links(synced, deals, links, report)
+        opportunity_ids = sorted({link.salesforce_id for link in links.values()}
+                                 | {str(deals[d]["properties"][UNIQUE_PROPERTY]) for d in synced
+                                    if d not in links and _candidate_opportunity(deals[d])})
+        opportunities = self._read_opportunities(opportunity_ids, specs)
+        # Associations are read for the deals whose events may have changed them, and for new pairs.
+        reading = [deal_id for deal_id in synced if associations_for is None or deal_id in associations_for
+                   or deal_id not in links]
+        associations = _Associations(
+            self.hubspot.associations_read("deals", "contacts", reading) if reading else {},
+            self.hubspot.associations_read("deals", "companies", reading) if reading else {})
+        for deal_id in reading:
+            associations.contacts.setdefault(deal_id, [])
+        plans = self._plan(synced, deals, links, opportunities, associations, specs, stages, report)
+        self._associations(plans)
+        self._write_new(plans, report)
+        self._write_existing(plans, report)
+        self._write_roles(plans)
+        self._write_hubspot(plans)
+        self._save_links(plans, report)
+        self._record_errors(plans, report)
+        self._update_rollups(plans)
+
+    # --- merges, deletions ---------------------------------------------------------------------------
+    def _merges(self, merges: Mapping[str, Sequence[str]]) -> None:
+        """The surviving deal keeps its link; a merged deal's opportunity is unlinked (MERGED_IN_HUBSPOT),
+        unless the survivor had none: then the survivor takes over the merged deal's link."""
+        for primary, merged_ids in merges.items():
+            merged_links = self.store.links.get_many(LinkKind.OPPORTUNITY, Side.HUBSPOT, merged_ids)
+            for merged_id in merged_ids:
+                link = merged_links.get(merged_id)
+                if link is None or link.status is LinkStatus.TOMBSTONED:
+                    continue
+                self.store.links.tombstone(link, f"deal merged into deal {primary} in HubSpot")
+                survivor = self.store.links.get(LinkKind.OPPORTUNITY, Side.HUBSPOT, primary)
+                if survivor is None or survivor.status is LinkStatus.TOMBSTONED:
+                    result = self.store.links.create(LinkKind.OPPORTUNITY, link.salesforce_id, primary, link.shadow)
+                    if result.created:
+                        logger.info("merged deal's link moved to the surviving deal", extra={
+                            "deal_id": primary, "merged_deal_id": merged_id, "opportunity_id": link.salesforce_id})
+                        continue
+                self.store.errors.record(
+                    ErrorCategory.MERGED_IN_HUBSPOT, "Opportunity", link.salesforce_id,
+                    f"its deal {merged_id} was merged into deal {primary} in HubSpot, which is linked to another "
+                    "opportunity; this opportunity is no longer synced", {"deal_id": merged_id,
+                                                                       "surviving_deal_id": primary})
+                logger.info("merged deal's opportunity unlinked", extra={
+                    "deal_id": primary, "merged_deal_id": merged_id, "opportunity_id": link.salesforce_id})
+
+    def _deleted(self, ids: Sequence[str], report: SyncReport) -> None:
+        """Deals no longer readable: deleted (archived) ones unlink their opportunity, which stays.
+
+        With ``resync_after_hubspot_delete`` the link is tombstoned, so the opportunity's next change
+        creates a new deal; without it the link is paused, so the opportunity is left alone (a restore
+        resumes it)."""
+        if not ids:
+            return
+        archived = {str(deal["id"]) for deal in self.hubspot.batch_read("deals", ids, [UNIQUE_PROPERTY],
+                                                                          archived=True)}
+        links = self.store.links.get_many(LinkKind.OPPORTUNITY, Side.HUBSPOT, ids)
+        resync = self.context.options().resync_after_hubspot_delete
+        for deal_id in ids:
+            link = links.get(deal_id)
+            if deal_id not in archived:
+                report.skipped.append(deal_id)  # merged away or never there: nothing to do
+                continue
+            report.deleted.append(deal_id)
+            if link is None or link.status is LinkStatus.TOMBSTONED:
+                continue
+            if resync:
+                self.store.links.tombstone(link, DELETED_IN_HUBSPOT)
+            elif link.is_active:
+                self.store.links.pause(link, DELETED_IN_HUBSPOT)
+            logger.info("deal deleted in HubSpot: opportunity kept, link ended", extra={
+                "deal_id": deal_id, "opportunity_id": link.salesforce_id, "resync": resync})
+
+    # --- reads -----------------------------------------------------------------------------------
+    def _read_deals(self, ids: Sequence[str], specs: Sequence[FieldSpec],
+                    with_history: bool = False) -> dict[str, dict[str, Any]]:
+        """100 deals per call; with history (per-property timestamps) only 50, so only when needed."""
+        properties = list(dict.fromkeys([*hubspot_properties_to_read(specs), "pipeline", "dealstage",
+                                         UNIQUE_PROPERTY]))
+        deals = self.hubspot.batch_read("deals", ids, properties, with_history=properties if with_history else ())
+        return {str(deal["id"]): with_plain_history(deal) for deal in deals}
+
+    def _read_opportunities(self, ids: Sequence[str], specs: Sequence[FieldSpec]) -> dict[str, dict[str, Any]]:
+        if not ids:
+            return {}
+        select = opportunity_select(self.context, specs)
+        return {str(record["Id"]): record for record in
+                self.salesforce.query_by_ids(select, "Opportunity", ids, include_deleted=True)}
+
+    def _resolve_links(self, ids: Sequence[str], deals: Mapping[str, dict[str, Any]], links: dict[str, Link],
+                       report: SyncReport) -> dict[str, Link]:
+        """Active links of the synced deals: a restored deal is relinked when its opportunity is free."""
+        resolved: dict[str, Link] = {}
+        for deal_id in ids:
+            link = links.get(deal_id)
+            if link is not None and link.is_active:
+                resolved[deal_id] = link
+                continue
+            if link is not None and link.status is LinkStatus.TOMBSTONED:
+                result = self.store.links.create(LinkKind.OPPORTUNITY, link.salesforce_id, deal_id, link.shadow)
+                if result.created or result.link.hubspot_id == deal_id:
+                    logger.info("restored deal relinked", extra={"deal_id": deal_id,
+                                                                 "opportunity_id": link.salesforce_id})
+                    resolved[deal_id] = result.link
+                else:
+                    report.skipped.append(deal_id)
+                    logger.warning("restored deal's opportunity is linked to another deal now", extra={
+                        "deal_id": deal_id, "opportunity_id": link.salesforce_id,
+                        "linked_deal_id": result.link.hubspot_id})
+        # Deals naming an opportunity without a link of their own (e.g. the link was lost).
+        named = {deal_id: str(deals[deal_id]["properties"][UNIQUE_PROPERTY]) for deal_id in ids
+                 if deal_id not in resolved and deal_id not in links and _candidate_opportunity(deals[deal_id])}
+        if named:
+            taken = self.store.links.get_many(LinkKind.OPPORTUNITY, Side.SALESFORCE, named.values())
+            for deal_id, opportunity_id in named.items():
+                other = taken.get(opportunity_id)
+                if other is not None and other.status is not LinkStatus.TOMBSTONED and other.hubspot_id != deal_id:
+                    report.skipped.append(deal_id)
+                    logger.warning("deal names an opportunity linked to another deal", extra={
+                        "deal_id": deal_id, "opportunity_id": opportunity_id, "linked_deal_id": other.hubspot_id})
+        return resolved
+
+    # --- decisions ---------------------------------------------------------------------------------
+    def _plan(self, ids: Sequence[str], deals: Mapping[str, dict[str, Any]], links: Mapping[str, Link],
+              opportunities: Mapping[str, dict[str, Any]], associations: _Associations, specs: Sequence[FieldSpec],
+              stages: StageMap, report: SyncReport) -> list[_Plan]:
+        owners = self.context.owners()
+
+        def decide(plan: _Plan) -> RecordDecision:
+            salesforce = (salesforce_snapshot(plan.opportunity, specs) if plan.opportunity is not None
+                          else SideSnapshot.absent())
+            return decide_record(specs, salesforce, hubspot_snapshot(plan.deal),
+                                 plan.shadow if plan.link is not None else None, stages=stages, owners=owners,
+                                 origin=Side.HUBSPOT)
+
+        plans: list[_Plan] = []
+        for deal_id in ids:
+            if deal_id in report.skipped:
+                continue
+            deal = deals[deal_id]
+            link = links.get(deal_id)
+            opportunity_id = link.salesforce_id if link is not None else (
+                str(deal["properties"][UNIQUE_PROPERTY]) if _candidate_opportunity(deal) else None)
+            opportunity = opportunities.get(opportunity_id) if opportunity_id else None
+            if opportunity_id and (opportunity is None or opportunity.get("IsDeleted")):
+                if link is not None:
+                    # Deleted in Salesforce: the Salesforce → HubSpot direction archives the deal.
+                    report.skipped.append(deal_id)
+                    logger.info("linked opportunity is deleted; left to the Salesforce side", extra={
+                        "deal_id": deal_id, "opportunity_id": opportunity_id})
+                    continue
+                opportunity = None  # a stale salesforce_opportunity_id: the deal becomes a new opportunity
+            active = link if opportunity is not None else None
+            shadow = dict(active.shadow) if active is not None else {}
+            if deal_id in associations.contacts:
+                contacts, company = (associated_ids(associations.contacts[deal_id]),
+                                     primary_company(associations.companies.get(deal_id, [])))
+            else:  # associations not named by any event: as both sides last agreed
+                contacts, company = split(shadow.get(CONTACTS_KEY)), _text(shadow.get(COMPANY_KEY))
+            plan = _Plan(deal, active, opportunity, _NO_DECISION, shadow, contacts=contacts, company=company,
+                         opportunity_id=str(opportunity["Id"]) if opportunity is not None else None)
+            plan.decision = decide(plan)
+            plans.append(plan)
+        # Timestamps matter only when both sides changed a field (or a pair has no shadow yet): those
+        # deals are read again with property history, and decided with per-property timestamps.
+        precise = [plan for plan in plans
+                   if plan.decision.conflicts or (plan.opportunity is not None and plan.link is None)]
+        if precise:
+            history = self._read_deals([plan.deal_id for plan in precise], specs, with_history=True)
+            for plan in precise:
+                if plan.deal_id in history:
+                    plan.deal = history[plan.deal_id]
+                    plan.decision = decide(plan)
+        for plan in plans:
+            decision = plan.decision
+            report.conflicts += len(decision.conflicts)
+            if decision.conflicts:
+                logger.info("conflict resolved by the later change", extra={
+                    "deal_id": plan.deal_id, "fields": list(decision.conflicts)})
+            for warning in decision.warnings:
+                logger.warning("field warning", extra={"deal_id": plan.deal_id, "field": warning.field,
+                                                       "warning": warning.message})
+            plan.errors += [(error.category, f"{error.field}: {error.message}") for error in decision.errors]
+            plan.salesforce_fields = dict(decision.salesforce_fields)
+            plan.hubspot_properties = dict(decision.hubspot_properties)
+        return plans
+
+    def _associations(self, plans: Sequence[_Plan]) -> None:
+        """The primary company → AccountId, by the ACCOUNT link."""
+        company_sync = self.context.toggles().company_sync
+        wanted = sorted({plan.company for plan in plans if plan.company})
+        accounts = self.store.links.get_many(LinkKind.ACCOUNT, Side.HUBSPOT, wanted) if company_sync else {}
+        for plan in plans:
+            before = plan.shadow.get(COMPANY_KEY) if plan.link is not None else None
+            if not company_sync or (plan.company == before and plan.opportunity is not None):
+                continue
+            if plan.company is None:
+                if plan.opportunity is not None and plan.opportunity.get(ACCOUNT_FIELD):
+                    plan.salesforce_fields[ACCOUNT_FIELD] = None
+                continue
+            link = accounts.get(plan.company)
+            if link is None or not link.is_active:
+                plan.company_applied = False
+                logger.info("primary company has no Salesforce account yet; AccountId left as it is", extra={
+                    "deal_id": plan.deal_id, "company_id": plan.company})
+                continue
+            if plan.opportunity is None or plan.opportunity.get(ACCOUNT_FIELD) != link.salesforce_id:
+                plan.salesforce_fields[ACCOUNT_FIELD] = link.salesforce_id
+
+    # --- writes ------------------------------------------------------------------------------------
+    def _apply_results(self, plans: Sequence[_Plan], results: Sequence[dict[str, Any]], keys: Sequence[str],
+                       report: SyncReport) -> dict[str, dict[str, Any]]:
+        """Per-record results of a collection write: failures recorded or retried; successes by key."""
+        failures = record_errors(results, list(keys))
+        succeeded: dict[str, dict[str, Any]] = {}
+        for plan, key, result in zip(plans, keys, results, strict=True):
+            failure = failures.get(key)
+            if failure is None:
+                succeeded[key] = result
+                continue
+            plan.failed = True
+            if isinstance(failure, PermanentCrmError):
+                plan.errors.append((failure.category, failure.message))
+            else:
+                report.retry[plan.deal_id] = failure.message
+        return succeeded
+
+    def _write_new(self, plans: Sequence[_Plan], report: SyncReport) -> None:
+        creating = [plan for plan in plans if plan.opportunity is None]
+        if not creating:
+            return
+        records = [{DEAL_ID_FIELD: plan.deal_id, **plan.salesforce_fields} for plan in creating]
+        try:
+            results = self.salesforce.upsert("Opportunity", DEAL_ID_FIELD, records)
+        except PermanentCrmError as error:  # the whole request refused: every record gets the cause
+            _refused(creating, error)
+            return
+        succeeded = self._apply_results(creating, results, [plan.deal_id for plan in creating], report)
+        for plan in creating:
+            result = succeeded.get(plan.deal_id)
+            if result is None:
+                continue
+            plan.opportunity_id = str(result["id"])
+            plan.hubspot_properties[UNIQUE_PROPERTY] = plan.opportunity_id
+            (report.created if result.get("created", True) else report.updated).append(plan.deal_id)
+
+    def _write_existing(self, plans: Sequence[_Plan], report: SyncReport) -> None:
+        writing: list[_Plan] = []
+        updates: list[dict[str, Any]] = []
+        for plan in plans:
+            if plan.opportunity is None:
+                continue
+            fields = dict(plan.salesforce_fields)
+            if plan.opportunity.get(DEAL_ID_FIELD) != plan.deal_id:
+                fields[DEAL_ID_FIELD] = plan.deal_id
+            if str(plan.deal["properties"].get(UNIQUE_PROPERTY) or "") != plan.opportunity_id:
+                plan.hubspot_properties[UNIQUE_PROPERTY] = str(plan.opportunity_id)
+            if fields:
+                writing.append(plan)
+                updates.append({"Id": plan.opportunity_id, **fields})
+        if not updates:
+            return
+        try:
+            results = self.salesforce.update("Opportunity", updates)
+        except PermanentCrmError as error:
+            _refused(writing, error)
+            return
+        succeeded = self._apply_results(writing, results, [plan.deal_id for plan in writing], report)
+        report.updated += [plan.deal_id for plan in writing if plan.deal_id in succeeded]
+
+    def _write_roles(self, plans: Sequence[_Plan]) -> None:
+        """HubSpot's contact association changes → contact roles added and removed."""
+        ready = [plan for plan in plans if plan.opportunity_id and not plan.failed]
+        diffs = {plan.deal_id: contact_diff(plan.contacts, split(plan.shadow.get(CONTACTS_KEY))
+                                            if plan.link is not None else ()) for plan in ready}
+        hubspot_ids = sorted({cid for diff in diffs.values() for cid in diff.added | diff.removed})
+        contact_links = self.store.links.get_many(LinkKind.CONTACT, Side.HUBSPOT, hubspot_ids)
+        salesforce_of = {cid: link.salesforce_id for cid, link in contact_links.items() if link.is_active}
+        creates: list[tuple[_Plan, str, dict[str, Any]]] = []
+        deletes: list[tuple[_Plan, str, str]] = []  # plan, role id, HubSpot contact id
+        for plan in ready:
+            diff = diffs[plan.deal_id]
+            roles = contact_roles(plan.opportunity) if plan.opportunity is not None else []
+            has_role = {str(role["ContactId"]) for role in roles}
+            for hubspot_id in sorted(diff.added):
+                salesforce_id = salesforce_of.get(hubspot_id)
+                if salesforce_id is None:
+                    plan.errors.append((ErrorCategory.CONTACT_NOT_IN_SALESFORCE,
+                                        f"HubSpot contact {hubspot_id} has no Salesforce contact; no contact role"))
+                    continue
+                if salesforce_id in has_role:
+                    plan.applied_contacts.add(hubspot_id)
+                    continue
+                creates.append((plan, hubspot_id, {"OpportunityId": plan.opportunity_id, "ContactId": salesforce_id}))
+            for hubspot_id in sorted(diff.removed):
+                salesforce_id = salesforce_of.get(hubspot_id)
+                if salesforce_id is not None:
+                    deletes += [(plan, role_id, hubspot_id) for role_id in roles_to_delete(roles, [salesforce_id])]
+        for plan, _, _ in [*creates, *deletes]:
+            plan.roles_changed = True
+        if creates:
+            try:
+                results = self.salesforce.create(ROLE_OBJECT, [record for _, _, record in creates])
+            except PermanentCrmError as error:
+                results = [{"success": False, "errors": [{"statusCode": error.code or "UNKNOWN",
+                                                          "message": error.message}]} for _ in creates]
+            keys = [f"{plan.deal_id}:{hubspot_id}" for plan, hubspot_id, _ in creates]
+            failures = record_errors(results, keys)
+            for (plan, hubspot_id, _), key in zip(creates, keys, strict=True):
+                failure = failures.get(key)
+                if failure is None:
+                    plan.applied_contacts.add(hubspot_id)
+                else:
+                    plan.errors.append((_category(failure),
+                                        f"contact role for HubSpot contact {hubspot_id}: {failure.message}"))
+        unremoved: dict[str, set[str]] = {}
+        if deletes:
+            role_ids = [role_id for _, role_id, _ in deletes]
+            try:
+                deleted = self.salesforce.delete(role_ids)
+            except PermanentCrmError as error:
+                deleted = [{"success": False, "errors": [{"statusCode": error.code or "UNKNOWN",
+                                                          "message": error.message}]} for _ in role_ids]
+            failures = record_errors(deleted, role_ids)
+            for plan, role_id, hubspot_id in deletes:
+                failure = failures.get(role_id)
+                if failure is not None:
+                    unremoved.setdefault(plan.deal_id, set()).add(hubspot_id)
+                    plan.errors.append((_category(failure), f"contact role {role_id} not removed: {failure.message}"))
+        for plan in ready:
+            diff = diffs[plan.deal_id]
+            still = frozenset(unremoved.get(plan.deal_id, set()))
+            agreed = ContactDiff(diff.added, diff.removed - still, diff.kept | still)
+            plan.shadow[CONTACTS_KEY] = contacts_shadow(agreed, plan.applied_contacts)
+
+    def _write_hubspot(self, plans: Sequence[_Plan]) -> None:
+        """What HubSpot needs back: the new opportunity's id, and resets (e.g. an unmatched owner)."""
+        writing = [plan for plan in plans if plan.hubspot_properties and not plan.failed and plan.opportunity_id]
+        if not writing:
+            return
+        inputs = [{"id": plan.deal_id, "properties": plan.hubspot_properties} for plan in writing]
+        try:
+            results = self.hubspot.batch_update("deals", inputs)
+        except PermanentCrmError as error:
+            results = [{"error": {"message": error.message}} for _ in inputs]
+        done = {str(result.get("id")) for result in results if "error" not in result}
+        failures = "; ".join(sorted({str(result["error"].get("message")) for result in results if "error" in result}))
+        for plan in writing:
+            if plan.deal_id not in done:
+                plan.failed = plan.opportunity is not None or plan.failed
+                plan.errors.append((ErrorCategory.HUBSPOT_VALIDATION, f"deal not updated: {failures or 'no detail'}"))
+
+    def _save_links(self, plans: Sequence[_Plan], report: SyncReport) -> None:
+        for plan in plans:
+            if not plan.opportunity_id or plan.deal_id in report.retry:
+                continue
+            if plan.failed and plan.link is not None:
+                continue  # nothing agreed: the next change tries again
+            shadow = dict(plan.decision.shadow)
+            shadow[CONTACTS_KEY] = plan.shadow.get(CONTACTS_KEY)
+            before = plan.shadow.get(COMPANY_KEY) if plan.link is not None else None
+            shadow[COMPANY_KEY] = plan.company if plan.company_applied else before
+            if plan.link is None:
+                result = self.store.links.create(LinkKind.OPPORTUNITY, plan.opportunity_id, plan.deal_id, shadow)
+                if not result.created and result.link.hubspot_id != plan.deal_id:
+                    logger.error("opportunity already linked to another deal", extra={
+                        "opportunity_id": plan.opportunity_id, "deal_id": plan.deal_id,
+                        "linked_deal_id": result.link.hubspot_id})
+                elif not result.created:
+                    self._update_shadow(result.link, shadow, plan, report)
+                continue
+            if shadow == plan.link.shadow:
+                if not plan.salesforce_fields and not plan.hubspot_properties:
+                    report.unchanged.append(plan.deal_id)
+                continue
+            self._update_shadow(plan.link, shadow, plan, report)
+
+    def _update_shadow(self, link: Link, shadow: dict[str, ShadowValue], plan: _Plan, report: SyncReport) -> None:
+        try:
+            self.store.links.update_shadow(link, shadow)
+        except StaleShadowError as error:
+            report.retry[plan.deal_id] = str(error)
+
+    def _record_errors(self, plans: Sequence[_Plan], report: SyncReport) -> None:
+        """This direction's errors live on the deal (record type Deal), so the Salesforce → HubSpot
+        direction, which owns the opportunity's, never clears them; resolved ones clear here."""
+        for plan in plans:
+            related = {"deal_id": plan.deal_id}
+            if plan.opportunity_id:
+                related["opportunity_id"] = plan.opportunity_id
+            for category, message in plan.errors:
+                self.store.errors.record(category, DEAL_RECORD_TYPE, plan.deal_id, message, related)
+                report.error(plan.deal_id, str(category))
+            stale = DEAL_CATEGORIES - {category for category, _ in plan.errors}
+            self.store.errors.resolve(plan.deal_id, stale)
+
+    def _update_rollups(self, plans: Sequence[_Plan]) -> None:
+        """The projection of the opportunities whose rollup inputs changed (re-read after the writes)."""
+        ids = sorted({plan.opportunity_id for plan in plans if plan.opportunity_id and not plan.failed and (
+            plan.opportunity is None or plan.roles_changed or ROLLUP_FIELDS & set(plan.salesforce_fields))})
+        if not ids:
+            return
+        records = self.salesforce.query_by_ids(opportunity_select(self.context, self.context.field_specs(
+            self.context.config())), "Opportunity", ids)
+        enqueue_rollups(self.context, update_rollup_projection(self.context, records))
+
+    def _emit_metrics(self, report: SyncReport, source: str) -> None:
+        metrics.add_metric(name="RecordsSynced", unit=MetricUnit.Count, value=len(report.created) + len(report.updated))
+        metrics.add_metric(name="Conflicts", unit=MetricUnit.Count, value=report.conflicts)
+        metrics.add_metric(name="SyncErrors", unit=MetricUnit.Count, value=len(report.errors))
+        logger.info("deals synced to Salesforce", extra={
+            "source": source, "created_ids": report.created, "updated_ids": report.updated,
+            "deleted_ids": report.deleted, "unchanged": len(report.unchanged), "skipped": len(report.skipped),
+            "retry": sorted(report.retry), "salesforce_calls": self.salesforce.calls,
+            "hubspot_calls": self.hubspot.calls})
+
+
+def _refused(plans: Sequence[_Plan], error: PermanentCrmError) -> None:
+    for plan in plans:
+        plan.failed = True
+        plan.errors.append((error.category, error.message))
+
+
+def _category(failure: Exception) -> ErrorCategory:
+    return failure.category if isinstance(failure, PermanentCrmError) else ErrorCategory.SALESFORCE_VALIDATION
+
+
+def _candidate_opportunity(deal: Mapping[str, Any]) -> bool:
+    value = str((deal.get("properties") or {}).get(UNIQUE_PROPERTY) or "")
+    return value.isalnum() and len(value) in (15, 18)
+
+
+def sync_deals(context: SyncContext, deal_ids: Sequence[str], *, merges: Mapping[str, Sequence[str]] | None = None,
+               associations_for: Collection[str] | None = None, source: str = "hubspot_changes") -> SyncReport:
+    return DealSync(context).sync(deal_ids, merges=merges, associations_for=associations_for, source=source)
+
+
+__all__ = ["ContactDiff", "DealSync", "associated_ids", "contact_diff", "contacts_shadow", "primary_company",
+           "roles_to_delete", "sync_deals"]

@@ -1,0 +1,92 @@
+"""The HubSpot changes worker: every message on the queue is one webhook delivery, "these deals changed".
+
+Our own writes coming back (changeSource INTEGRATION with our app id) are dropped; every other deal
+event names a deal to re-read (creation, property and association changes, deletion, restore, merge).
+All deals of a batch are synced together (bulk reads and writes); a message fails — and is redelivered
+alone — only if one of its deals needs a retry. Duplicated and reordered deliveries do not matter: the
+worker always re-reads the current state.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from pydantic import ValidationError
+
+from dealsync.models.events import HubSpotWebhookEvent, parse_hubspot_queue_body
+from dealsync.observability import logger, metrics
+from dealsync.services.context import SyncContext, cached_context
+from dealsync.services.deal_sync import sync_deals
+
+DEAL_ACTIONS = frozenset({"creation", "propertyChange", "associationChange", "deletion", "restore", "merge"})
+
+
+@dataclass
+class DealWork:
+    """What a batch asks for: deal id -> the message ids that named it, and the merges seen."""
+
+    deals: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    merges: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # surviving -> merged ids
+    associations: set[str] = field(default_factory=set)  # deals whose associations may have changed
+    echoes: int = 0
+    ignored: int = 0
+
+
+def collect_events(message_id: str, events: Iterable[HubSpotWebhookEvent], app_id: str, work: DealWork) -> None:
+    """Add one delivery's deal events to the batch's work (pure)."""
+    for event in events:
+        if event.object_type != "deal" or event.action not in DEAL_ACTIONS:
+            work.ignored += 1
+            continue
+        if event.is_own_change(app_id):
+            work.echoes += 1  # our own write coming back: the shadow would make it a no-op anyway
+            continue
+        if event.action == "merge":
+            primary = str(event.primary_object_id or event.object_id)
+            merged = [str(deal_id) for deal_id in event.merged_object_ids if str(deal_id) != primary]
+            work.merges[primary].update(merged)
+            for deal_id in [primary, *merged]:
+                work.deals[deal_id].add(message_id)
+                work.associations.add(deal_id)
+            continue
+        work.deals[str(event.object_id)].add(message_id)
+        if event.action != "propertyChange":
+            work.associations.add(str(event.object_id))
+
+
+def process_hubspot_changes(records: Sequence[Mapping[str, Any]], context: SyncContext) -> dict[str, Any]:
+    """Process an SQS batch; returns the partial-batch response."""
+    work = DealWork()
+    failed: set[str] = set()
+    app_id = context.credentials.hubspot.app_id
+    for record in records:
+        message_id = str(record["messageId"])
+        try:
+            message = parse_hubspot_queue_body(record["body"])
+        except (ValidationError, ValueError) as error:
+            # Never valid: it goes to the DLQ after its receives, with the cause in the log.
+            logger.error("malformed message on the HubSpot changes queue",
+                         extra={"message_id": message_id, "cause": str(error)[:500]})
+            failed.add(message_id)
+            continue
+        collect_events(message_id, message.events, app_id, work)
+    if work.echoes:
+        metrics.add_metric(name="EchoesSkipped", unit=MetricUnit.Count, value=work.echoes)
+    if work.deals:
+        merges = {primary: sorted(merged) for primary, merged in work.merges.items() if merged}
+        report = sync_deals(context, sorted(work.deals), merges=merges,
+                            associations_for=work.associations, source="hubspot_changes")
+        for deal_id in report.retry:
+            failed |= work.deals.get(deal_id, set())
+    logger.info("HubSpot changes processed", extra={
+        "messages": len(records), "deals": len(work.deals), "echoes": work.echoes, "ignored": work.ignored,
+        "failed_messages": len(failed)})
+    return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in sorted(failed)]}
+
+
+def handle_hubspot_changes(event: Mapping[str, Any]) -> dict[str, Any]:
+    return process_hubspot_changes(event.get("Records", []), cached_context())

@@ -1,0 +1,418 @@
+"""DESIGN §1.2 to 1.6, HubSpot → Salesforce, end to end in the local world, acting as a HubSpot user:
+the person's writes (`CRM_UI`) make the emulator send signed webhooks to the real receiver, the runtime
+runs the real hs_change worker from the queue, and Salesforce is read back as the person sees it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from dealsync.models.domain import ErrorCategory, FieldMapping, LinkKind, LinkStatus, StageMapping, SyncRule
+from dealsync.services.contacts import link_contacts
+from tests.sync.conftest import SyncWorld
+
+pytestmark = pytest.mark.e2e
+
+DEAL_TO_CONTACT = 3
+HUBSPOT_PROPERTY = {"Description": "description", "Type": "dealtype", "Amount": "amount"}
+DEAL_TO_PRIMARY_COMPANY = 5
+
+
+@pytest.fixture(scope="module")
+def hubspot_contacts(sync_world: SyncWorld) -> list[str]:
+    """The fixture's Salesforce contacts as HubSpot contacts, linked (as a contact import leaves them)."""
+    linked = link_contacts(sync_world.context, sync_world.contact_ids)
+    return [linked[contact_id] for contact_id in sync_world.contact_ids]
+
+
+@pytest.fixture
+def hubspot_config(sync_world: SyncWorld) -> Iterator[dict[str, Any]]:
+    """The emulator's configuration, restored after the test."""
+    before = sync_world.hubspot.get_config()
+    yield before
+    sync_world.hubspot.apply_config({key: before[key] for key in ("webhook_duplicate_rate", "webhook_shuffle")})
+
+
+def _mapping(world: SyncWorld) -> StageMapping:
+    return next(iter(world.context.store.config.load().stage_maps.values()))
+
+
+def _association(to_id: str, type_id: int) -> dict[str, Any]:
+    return {"to": {"id": to_id}, "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": type_id}]}
+
+
+def _new_deal(world: SyncWorld, name: str, contacts: list[str], *, company: bool = True, stage: str = "Prospecting",
+              **properties: str) -> str:
+    mapping = _mapping(world)
+    values = {"dealname": name, "pipeline": mapping.pipeline_id, "dealstage": mapping.stages[stage],
+              "amount": "12500", "closedate": "2027-05-31T00:00:00Z", "dealtype": "newbusiness",
+              "description": "Created in HubSpot", "hubspot_owner_id": world.person_owner_id, **properties}
+    associations = [_association(cid, DEAL_TO_CONTACT) for cid in contacts]
+    if company:
+        associations.append(_association(world.company_id, DEAL_TO_PRIMARY_COMPANY))
+    created = world.person_hubspot.batch_create("deals", [{"properties": values, "associations": associations}])
+    assert "error" not in created[0], created
+    return str(created[0]["id"])
+
+
+def _opportunities_for(world: SyncWorld, deal_id: str) -> list[dict[str, Any]]:
+    return world.salesforce.soql(
+        "SELECT Id, Name, Amount, CloseDate, StageName, Type, Description, AccountId, OwnerId, HubSpot_Deal_Id__c "
+        f"FROM Opportunity WHERE HubSpot_Deal_Id__c = '{deal_id}'")
+
+
+def _opportunity_for(world: SyncWorld, deal_id: str) -> dict[str, Any]:
+    found = _opportunities_for(world, deal_id)
+    assert len(found) == 1, f"expected one opportunity for deal {deal_id}, found {len(found)}"
+    return found[0]
+
+
+def _role_contacts(world: SyncWorld, opportunity_id: str) -> set[str]:
+    rows = world.salesforce.soql(
+        f"SELECT ContactId FROM OpportunityContactRole WHERE OpportunityId = '{opportunity_id}'")
+    return {str(row["ContactId"]) for row in rows}
+
+
+def _deal(world: SyncWorld, deal_id: str) -> dict[str, Any]:
+    found = world.person_hubspot.batch_read("deals", [deal_id], ["salesforce_opportunity_id", "hubspot_owner_id",
+                                                                 "amount", "pipeline", "dealstage"])
+    assert found, f"deal {deal_id} not found"
+    return found[0]
+
+
+def _salesforce_writes(world: SyncWorld) -> int:
+    """The integration's write requests to Salesforce so far (the person's go through the Python API)."""
+    by_route = world.salesforce.stats_snapshot()["by_route"]
+    return sum(count for route, count in by_route.items()
+               if route.split(" ", 1)[0] in ("POST", "PATCH", "DELETE", "PUT") and "oauth2" not in route)
+
+
+def test_deal_in_a_salesforce_pipeline_becomes_an_opportunity_with_roles_and_account(
+        sync_world: SyncWorld, hubspot_contacts: list[str]) -> None:
+    deal_id = _new_deal(sync_world, "Globex - Expansion", hubspot_contacts)
+    sync_world.settle()
+    opportunity = _opportunity_for(sync_world, deal_id)
+    assert opportunity["Name"] == "Globex - Expansion"
+    assert float(opportunity["Amount"]) == 12500
+    assert opportunity["CloseDate"] == "2027-05-31"
+    assert opportunity["StageName"] == "Prospecting"
+    assert opportunity["Type"] == "New Business"
+    assert opportunity["Description"] == "Created in HubSpot"
+    assert opportunity["AccountId"] == sync_world.account_id
+    assert opportunity["OwnerId"] == sync_world.salesforce.person_user_id
+    assert _role_contacts(sync_world, opportunity["Id"]) == set(sync_world.contact_ids)
+    # Both sides point at each other, and the crosswalk links them.
+    assert _deal(sync_world, deal_id)["properties"]["salesforce_opportunity_id"] == opportunity["Id"]
+    link = sync_world.context.store.links.get_by_hubspot_id(LinkKind.OPPORTUNITY, deal_id)
+    assert link is not None
+    assert link.is_active
+    assert link.salesforce_id == opportunity["Id"]
+
+
+def test_deal_outside_the_salesforce_pipelines_is_not_synced(sync_world: SyncWorld,
+                                                             hubspot_contacts: list[str]) -> None:
+    pipelines = sync_world.person_hubspot.pipelines()
+    sales = next(p for p in pipelines if p["label"] == "Sales Pipeline")
+    deal_id = _new_deal(sync_world, "Globex - Services", hubspot_contacts, pipeline=sales["id"],
+                        dealstage=sales["stages"][0]["id"])
+    sync_world.settle()
+    assert _opportunities_for(sync_world, deal_id) == []
+    assert sync_world.context.store.links.get_by_hubspot_id(LinkKind.OPPORTUNITY, deal_id) is None
+
+
+def test_field_edits_stage_move_and_removed_association_reach_salesforce(
+        sync_world: SyncWorld, hubspot_contacts: list[str]) -> None:
+    deal_id = _new_deal(sync_world, "Globex - Analytics", hubspot_contacts)
+    sync_world.settle()
+    opportunity_id = _opportunity_for(sync_world, deal_id)["Id"]
+    mapping = _mapping(sync_world)
+    updated = sync_world.person_hubspot.batch_update("deals", [{"id": deal_id, "properties": {
+        "dealname": "Globex - Analytics XL", "amount": "20000.5", "closedate": "2027-09-30T00:00:00Z",
+        "dealtype": "existingbusiness", "description": "Bigger scope", "dealstage": mapping.stages["Qualification"]}}])
+    assert "error" not in updated[0], updated
+    sync_world.person_hubspot.associations_archive("deals", "contacts", [(deal_id, hubspot_contacts[1])])
+    sync_world.settle()
+    opportunity = _opportunity_for(sync_world, deal_id)
+    assert opportunity["Name"] == "Globex - Analytics XL"
+    assert float(opportunity["Amount"]) == 20000.5
+    assert opportunity["CloseDate"] == "2027-09-30"
+    assert opportunity["Type"] == "Existing Business"
+    assert opportunity["Description"] == "Bigger scope"
+    assert opportunity["StageName"] == "Qualification"
+    assert _role_contacts(sync_world, opportunity_id) == {sync_world.contact_ids[0]}
+    # The Salesforce → HubSpot direction agrees: the association stays removed, nothing is undone.
+    sync_world.salesforce.update("Opportunity", opportunity_id, {"Description": "Touched in Salesforce"})
+    sync_world.settle()
+    assert sync_world.associations(deal_id, "contacts") == {hubspot_contacts[0]}
+    assert _role_contacts(sync_world, opportunity_id) == {sync_world.contact_ids[0]}
+
+
+def test_long_name_is_truncated_and_unknown_contact_is_an_error(sync_world: SyncWorld,
+                                                               hubspot_contacts: list[str]) -> None:
+    stranger = sync_world.person_hubspot.batch_create("contacts", [{"properties": {
+        "email": "stranger@elsewhere.example", "firstname": "Stray"}}])
+    stranger_id = str(stranger[0]["id"])
+    deal_id = _new_deal(sync_world, "G" * 130, [hubspot_contacts[0], stranger_id])
+    sync_world.settle()
+    opportunity = _opportunity_for(sync_world, deal_id)
+    assert opportunity["Name"] == "G" * 120
+    assert _role_contacts(sync_world, opportunity["Id"]) == {sync_world.contact_ids[0]}
+    errors = sync_world.context.store.errors.for_record(deal_id)
+    assert [error.category for error in errors] == [ErrorCategory.CONTACT_NOT_IN_SALESFORCE]
+    assert stranger_id in errors[0].message
+
+
+def test_unmatched_owner_keeps_the_salesforce_owner_and_resets_hubspot(sync_world: SyncWorld,
+                                                                       hubspot_contacts: list[str]) -> None:
+    deal_id = _new_deal(sync_world, "Globex - Owner check", hubspot_contacts)
+    sync_world.settle()
+    outsider = sync_world.hubspot.add_owner("contractor@agency.example", "Casey", "Contractor")
+    sync_world.person_hubspot.batch_update("deals", [{"id": deal_id, "properties": {
+        "hubspot_owner_id": str(outsider["id"]), "amount": "13000"}}])
+    sync_world.settle()
+    opportunity = _opportunity_for(sync_world, deal_id)
+    assert opportunity["OwnerId"] == sync_world.salesforce.person_user_id
+    assert float(opportunity["Amount"]) == 13000
+    assert _deal(sync_world, deal_id)["properties"]["hubspot_owner_id"] == sync_world.person_owner_id
+    categories = [error.category for error in sync_world.context.store.errors.for_record(deal_id)]
+    assert categories == [ErrorCategory.OWNER_NOT_FOUND]
+
+
+def test_deleting_the_deal_keeps_the_opportunity_and_a_salesforce_change_makes_a_new_deal(
+        sync_world: SyncWorld, hubspot_contacts: list[str]) -> None:
+    deal_id = _new_deal(sync_world, "Globex - Deleted in HubSpot", hubspot_contacts)
+    sync_world.settle()
+    opportunity_id = _opportunity_for(sync_world, deal_id)["Id"]
+    sync_world.person_hubspot.batch_archive("deals", [deal_id])
+    sync_world.settle()
+    assert sync_world.salesforce.get("Opportunity", opportunity_id) is not None
+    link = sync_world.context.store.links.get_by_hubspot_id(LinkKind.OPPORTUNITY, deal_id)
+    assert link is not None
+    assert link.status is LinkStatus.TOMBSTONED
+    sync_world.salesforce.update("Opportunity", opportunity_id, {"Amount": 14000})
+    sync_world.settle()
+    deal = sync_world.deal_for(opportunity_id)
+    assert deal is not None, "the opportunity did not sync again as a new deal"
+    assert str(deal["id"]) != deal_id
+    assert deal["properties"]["amount"] == "14000"
+    relinked = sync_world.context.store.links.get_by_salesforce_id(LinkKind.OPPORTUNITY, opportunity_id)
+    assert relinked is not None
+    assert relinked.is_active
+    assert relinked.hubspot_id == str(deal["id"])
+    opportunity = sync_world.salesforce.get("Opportunity", opportunity_id)
+    assert opportunity is not None
+    assert opportunity["HubSpot_Deal_Id__c"] == str(deal["id"])
+
+
+def test_restored_deal_is_relinked(sync_world: SyncWorld, hubspot_contacts: list[str]) -> None:
+    deal_id = _new_deal(sync_world, "Globex - Restored", hubspot_contacts)
+    sync_world.settle()
+    opportunity_id = _opportunity_for(sync_world, deal_id)["Id"]
+    sync_world.person_hubspot.batch_archive("deals", [deal_id])
+    sync_world.settle()
+    sync_world.hubspot.restore(deal_id)
+    sync_world.settle()
+    link = sync_world.context.store.links.get_by_hubspot_id(LinkKind.OPPORTUNITY, deal_id)
+    assert link is not None
+    assert link.is_active
+    assert link.salesforce_id == opportunity_id
+    sync_world.person_hubspot.batch_update("deals", [{"id": deal_id, "properties": {"amount": "15500"}}])
+    sync_world.settle()
+    assert float(_opportunity_for(sync_world, deal_id)["Amount"]) == 15500
+
+
+def test_moving_out_of_the_salesforce_pipelines_pauses_and_moving_back_resumes(
+        sync_world: SyncWorld, hubspot_contacts: list[str]) -> None:
+    deal_id = _new_deal(sync_world, "Globex - Wandering", hubspot_contacts)
+    sync_world.settle()
+    sales = next(p for p in sync_world.person_hubspot.pipelines() if p["label"] == "Sales Pipeline")
+    sync_world.person_hubspot.batch_update("deals", [{"id": deal_id, "properties": {
+        "pipeline": sales["id"], "dealstage": sales["stages"][0]["id"], "amount": "1"}}])
+    sync_world.settle()
+    link = sync_world.context.store.links.get_by_hubspot_id(LinkKind.OPPORTUNITY, deal_id)
+    assert link is not None
+    assert link.status is LinkStatus.PAUSED
+    assert float(_opportunity_for(sync_world, deal_id)["Amount"]) == 12500
+    mapping = _mapping(sync_world)
+    sync_world.person_hubspot.batch_update("deals", [{"id": deal_id, "properties": {
+        "pipeline": mapping.pipeline_id, "dealstage": mapping.stages["Qualification"], "amount": "16000"}}])
+    sync_world.settle()
+    link = sync_world.context.store.links.get_by_hubspot_id(LinkKind.OPPORTUNITY, deal_id)
+    assert link is not None
+    assert link.is_active
+    opportunity = _opportunity_for(sync_world, deal_id)
+    assert float(opportunity["Amount"]) == 16000
+    assert opportunity["StageName"] == "Qualification"
+
+
+def test_merge_keeps_the_primary_link_and_unlinks_the_other(sync_world: SyncWorld,
+                                                            hubspot_contacts: list[str]) -> None:
+    primary = _new_deal(sync_world, "Globex - Merge primary", hubspot_contacts)
+    other = _new_deal(sync_world, "Globex - Merge other", hubspot_contacts)
+    sync_world.settle()
+    primary_opportunity = _opportunity_for(sync_world, primary)["Id"]
+    other_opportunity = _opportunity_for(sync_world, other)["Id"]
+    sync_world.hubspot.merge(primary, other)
+    sync_world.settle()
+    links = sync_world.context.store.links
+    kept = links.get_by_hubspot_id(LinkKind.OPPORTUNITY, primary)
+    assert kept is not None
+    assert kept.is_active
+    assert kept.salesforce_id == primary_opportunity
+    unlinked = links.get_by_salesforce_id(LinkKind.OPPORTUNITY, other_opportunity)
+    assert unlinked is not None
+    assert unlinked.status is LinkStatus.TOMBSTONED
+    categories = [error.category for error in sync_world.context.store.errors.for_record(other_opportunity)]
+    assert categories == [ErrorCategory.MERGED_IN_HUBSPOT]
+    assert sync_world.salesforce.get("Opportunity", other_opportunity) is not None
+
+
+def test_duplicated_and_reordered_webhooks_give_one_opportunity_with_the_latest_values(
+        sync_world: SyncWorld, hubspot_contacts: list[str], hubspot_config: dict[str, Any]) -> None:
+    sync_world.hubspot.apply_config({"webhook_duplicate_rate": 1.0, "webhook_shuffle": True})
+    deal_id = _new_deal(sync_world, "Globex - Noisy", hubspot_contacts)
+    for amount in ("100", "200", "300"):
+        sync_world.person_hubspot.batch_update("deals", [{"id": deal_id, "properties": {"amount": amount}}])
+    sync_world.person_hubspot.batch_update("deals", [{"id": deal_id, "properties": {"dealname": "Globex - Final"}}])
+    sync_world.settle()
+    opportunity = _opportunity_for(sync_world, deal_id)
+    assert float(opportunity["Amount"]) == 300
+    assert opportunity["Name"] == "Globex - Final"
+    assert _role_contacts(sync_world, opportunity["Id"]) == set(sync_world.contact_ids)
+
+
+def test_a_salesforce_to_hubspot_sync_writes_nothing_back_to_salesforce(sync_world: SyncWorld) -> None:
+    opportunity_id = sync_world.salesforce.create("Opportunity", {
+        "Name": "Initech - Echo", "StageName": "Prospecting", "CloseDate": "2027-02-28", "Amount": 9000,
+        "AccountId": sync_world.account_id})
+    sync_world.salesforce.create("OpportunityContactRole", {"OpportunityId": opportunity_id,
+                                                            "ContactId": sync_world.contact_ids[0]})
+    sync_world.settle()
+    assert sync_world.deal_for(opportunity_id) is not None
+    before = _salesforce_writes(sync_world)
+    sync_world.salesforce.update("Opportunity", opportunity_id, {"Amount": 9100, "Name": "Initech - Echo 2",
+                                                                 "StageName": "Qualification"})
+    sync_world.settle()
+    deal = sync_world.deal_for(opportunity_id)
+    assert deal is not None
+    assert deal["properties"]["amount"] == "9100"
+    assert _salesforce_writes(sync_world) - before == 0
+
+
+def test_a_refused_opportunity_is_an_error_and_does_not_block_the_rest(sync_world: SyncWorld,
+                                                                        hubspot_contacts: list[str]) -> None:
+    mapping = _mapping(sync_world)
+    common = {"pipeline": mapping.pipeline_id, "dealstage": mapping.stages["Prospecting"], "amount": "500",
+              "hubspot_owner_id": sync_world.person_owner_id}
+    # One delivery, two deals: the first lacks the close date Salesforce requires.
+    created = sync_world.person_hubspot.batch_create("deals", [
+        {"properties": {"dealname": "Globex - No close date", **common}},
+        {"properties": {"dealname": "Globex - Fine", "closedate": "2027-01-31T00:00:00Z", **common}}])
+    by_name = {item["properties"]["dealname"]: str(item["id"]) for item in created}
+    sync_world.settle()
+    refused, fine = by_name["Globex - No close date"], by_name["Globex - Fine"]
+    assert _opportunities_for(sync_world, refused) == []
+    assert _opportunity_for(sync_world, fine)["Name"] == "Globex - Fine"
+    errors = sync_world.context.store.errors.for_record(refused)
+    assert [error.category for error in errors] == [ErrorCategory.SALESFORCE_VALIDATION]
+    assert "CloseDate" in errors[0].message
+    sync_world.person_hubspot.batch_update("deals", [{"id": refused, "properties": {
+        "closedate": "2027-02-28T00:00:00Z"}}])
+    sync_world.settle()
+    assert _opportunity_for(sync_world, refused)["CloseDate"] == "2027-02-28"
+    assert sync_world.context.store.errors.for_record(refused) == []
+
+
+def test_without_resync_after_delete_the_opportunity_stays_alone(sync_world: SyncWorld,
+                                                                 hubspot_contacts: list[str]) -> None:
+    settings = sync_world.context.store.settings
+    settings.set_options(resync_after_hubspot_delete=False)
+    try:
+        deal_id = _new_deal(sync_world, "Globex - Gone for good", hubspot_contacts)
+        sync_world.settle()
+        opportunity_id = _opportunity_for(sync_world, deal_id)["Id"]
+        sync_world.person_hubspot.batch_archive("deals", [deal_id])
+        sync_world.settle()
+        sync_world.salesforce.update("Opportunity", opportunity_id, {"Amount": 501})
+        sync_world.settle()
+        assert sync_world.deal_for(opportunity_id) is None
+        assert sync_world.salesforce.get("Opportunity", opportunity_id) is not None
+    finally:
+        settings.set_options(resync_after_hubspot_delete=True)
+
+
+def test_sync_rules_decide_what_hubspot_edits_reach_salesforce(sync_world: SyncWorld,
+                                                               hubspot_contacts: list[str]) -> None:
+    config = sync_world.context.store.config
+    rules = {"Description": SyncRule.PREFER_SALESFORCE_UNLESS_BLANK, "Type": SyncRule.ALWAYS_SALESFORCE,
+             "Amount": SyncRule.DONT_SYNC}
+    stored = config.load().mappings
+    assert not set(rules) & set(stored), "the test expects the default mappings"
+    for name, rule in rules.items():
+        config.put_mapping(FieldMapping(salesforce_field=name, hubspot_property=HUBSPOT_PROPERTY[name], rule=rule,
+                                        builtin=True))
+    try:
+        deal_id = _new_deal(sync_world, "Globex - Rules", hubspot_contacts, description="", dealtype="newbusiness")
+        sync_world.settle()
+        opportunity = _opportunity_for(sync_world, deal_id)
+        assert opportunity["Description"] is None
+        assert opportunity["Type"] is None  # always Salesforce: HubSpot's value never goes there
+        assert opportunity["Amount"] is None  # don't sync
+        # Salesforce empty: a prefer-Salesforce field takes HubSpot's value.
+        sync_world.person_hubspot.batch_update("deals", [{"id": deal_id, "properties": {
+            "description": "From HubSpot", "dealtype": "existingbusiness", "amount": "777"}}])
+        sync_world.settle()
+        opportunity = _opportunity_for(sync_world, deal_id)
+        assert opportunity["Description"] == "From HubSpot"
+        assert opportunity["Type"] is None
+        assert opportunity["Amount"] is None
+        # Salesforce filled: a HubSpot edit does not reach it, and HubSpot is put back.
+        sync_world.salesforce.update("Opportunity", opportunity["Id"], {"Description": "From Salesforce"})
+        sync_world.settle()
+        sync_world.person_hubspot.batch_update("deals", [{"id": deal_id, "properties": {
+            "description": "HubSpot again"}}])
+        sync_world.settle()
+        assert _opportunity_for(sync_world, deal_id)["Description"] == "From Salesforce"
+        assert sync_world.deal_for(opportunity["Id"])["properties"]["description"] == "From Salesforce"  # type: ignore[index]
+    finally:
+        for name in rules:
+            config.delete_mapping(name)
+
+
+def test_both_sides_changed_the_later_change_wins_and_the_other_field_goes_to_hubspot(
+        sync_world: SyncWorld, hubspot_contacts: list[str]) -> None:
+    deal_id = _new_deal(sync_world, "Globex - Contested", hubspot_contacts)
+    sync_world.settle()
+    opportunity_id = _opportunity_for(sync_world, deal_id)["Id"]
+    # Salesforce changes first, unseen by dealsync (its notifications are off), then HubSpot changes.
+    sync_world.salesforce.apply_config({"notifications_enabled": False})
+    try:
+        sync_world.salesforce.update("Opportunity", opportunity_id, {"Amount": 111, "Description": "Salesforce side"})
+    finally:
+        sync_world.salesforce.apply_config({"notifications_enabled": True})
+    sync_world.person_hubspot.batch_update("deals", [{"id": deal_id, "properties": {"amount": "222"}}])
+    sync_world.settle()
+    opportunity = _opportunity_for(sync_world, deal_id)
+    assert float(opportunity["Amount"]) == 222  # both changed: HubSpot's change is the later one
+    assert opportunity["Description"] == "Salesforce side"
+    deal = sync_world.deal_for(opportunity_id)
+    assert deal is not None
+    assert deal["properties"]["amount"] == "222"
+    assert deal["properties"]["description"] == "Salesforce side"  # only Salesforce changed it
+
+
+def test_with_deal_sync_off_webhooks_are_acknowledged_and_not_applied(sync_world: SyncWorld,
+                                                                       hubspot_contacts: list[str]) -> None:
+    settings = sync_world.context.store.settings
+    settings.set_deal_sync(False)
+    try:
+        deal_id = _new_deal(sync_world, "Globex - While off", hubspot_contacts)
+        sync_world.settle()
+        assert _opportunities_for(sync_world, deal_id) == []
+        deliveries = sync_world.hubspot.webhooks.stats()
+        assert deliveries["events_failed"] == 0
+        assert deliveries["retrying"] == 0
+    finally:
+        settings.set_deal_sync(True)

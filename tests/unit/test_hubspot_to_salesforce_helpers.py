@@ -1,0 +1,124 @@
+"""The pure helpers of the HubSpot → Salesforce direction: batching webhook events into deal ids,
+reading association results, and the contact-role diff kept in the shadow."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dealsync.models.events import HubSpotWebhookEvent
+from dealsync.services.deal_sync import (
+    ContactDiff,
+    associated_ids,
+    contact_diff,
+    contacts_shadow,
+    primary_company,
+    roles_to_delete,
+    with_plain_history,
+)
+from dealsync.services.hs_change import DealWork, collect_events
+
+APP_ID = "3141592"
+
+
+def _event(kind: str, object_id: int = 101, **extra: Any) -> HubSpotWebhookEvent:
+    body: dict[str, Any] = {"eventId": 1, "subscriptionId": 7, "portalId": 62515001, "appId": int(APP_ID),
+                            "occurredAt": 1_700_000_000_000, "subscriptionType": kind, "objectId": object_id,
+                            "changeSource": "CRM_UI", **extra}
+    return HubSpotWebhookEvent.model_validate(body)
+
+
+def test_deal_events_name_their_deals_with_the_messages_that_carried_them() -> None:
+    work = DealWork()
+    collect_events("m1", [_event("deal.creation"), _event("deal.propertyChange", propertyName="amount",
+                                                          propertyValue="5")], APP_ID, work)
+    collect_events("m2", [_event("deal.propertyChange", propertyName="amount", propertyValue="6"),
+                          _event("deal.deletion", 202)], APP_ID, work)
+    assert dict(work.deals) == {"101": {"m1", "m2"}, "202": {"m2"}}
+    assert work.associations == {"101", "202"}  # created and deleted: not only properties changed
+    assert work.echoes == 0
+
+
+def test_property_changes_alone_need_no_association_reads() -> None:
+    work = DealWork()
+    collect_events("m1", [_event("deal.propertyChange", propertyName="amount", propertyValue="5")], APP_ID, work)
+    assert dict(work.deals) == {"101": {"m1"}}
+    assert work.associations == set()
+
+
+def test_own_writes_are_echoes_and_other_integrations_are_not() -> None:
+    work = DealWork()
+    mine = _event("deal.propertyChange", propertyName="amount", propertyValue="1", changeSource="INTEGRATION",
+                  sourceId=APP_ID)
+    theirs = _event("deal.propertyChange", 303, propertyName="amount", propertyValue="1",
+                    changeSource="INTEGRATION", sourceId="999")
+    collect_events("m1", [mine, theirs], APP_ID, work)
+    assert work.echoes == 1
+    assert dict(work.deals) == {"303": {"m1"}}
+
+
+def test_association_events_name_the_deal_and_other_objects_are_ignored() -> None:
+    work = DealWork()
+    association = HubSpotWebhookEvent.model_validate({
+        "eventId": 2, "portalId": 1, "appId": int(APP_ID), "occurredAt": 1, "subscriptionType":
+        "deal.associationChange", "associationType": "DEAL_TO_CONTACT", "fromObjectId": 404, "toObjectId": 9,
+        "associationRemoved": True, "changeSource": "CRM_UI"})
+    collect_events("m1", [association, _event("contact.creation", 55)], APP_ID, work)
+    assert dict(work.deals) == {"404": {"m1"}}
+    assert work.associations == {"404"}
+    assert work.ignored == 1
+
+
+def test_merges_name_both_deals_and_remember_which_survives() -> None:
+    work = DealWork()
+    collect_events("m1", [_event("deal.merge", 10, primaryObjectId=10, mergedObjectIds=[11])], APP_ID, work)
+    assert dict(work.merges) == {"10": {"11"}}
+    assert dict(work.deals) == {"10": {"m1"}, "11": {"m1"}}
+
+
+def test_association_results_in_sdk_and_raw_shapes() -> None:
+    sdk = [{"to_object_id": 7, "association_types": [{"category": "HUBSPOT_DEFINED", "type_id": 341}]},
+           {"to_object_id": 8, "association_types": [{"category": "HUBSPOT_DEFINED", "type_id": 5},
+                                                     {"category": "HUBSPOT_DEFINED", "type_id": 341}]}]
+    raw = [{"toObjectId": 9, "associationTypes": [{"typeId": 5}]}]
+    assert associated_ids(sdk) == {"7", "8"}
+    assert primary_company(sdk) == "8"
+    assert primary_company(raw) == "9"
+    assert primary_company(sdk[:1]) is None
+    assert associated_ids([]) == set()
+
+
+def test_contact_diff_against_the_shadow() -> None:
+    diff = contact_diff(["1", "2", "4"], ["1", "2", "3"])
+    assert diff == ContactDiff(frozenset({"4"}), frozenset({"3"}), frozenset({"1", "2"}))
+    assert contact_diff(["1"], []) == ContactDiff(frozenset({"1"}), frozenset(), frozenset())
+
+
+def test_contacts_shadow_keeps_only_additions_that_reached_salesforce() -> None:
+    diff = contact_diff(["1", "2", "4", "5"], ["1", "2", "3"])
+    # 4 got its role, 5 has no Salesforce contact: 5 stays out, so it is tried again and never undone.
+    assert contacts_shadow(diff, {"4"}) == "1;2;4"
+    assert contacts_shadow(contact_diff([], ["1"]), set()) is None
+
+
+def test_roles_to_delete_picks_the_roles_of_the_removed_contacts() -> None:
+    roles = [{"Id": "00K1", "ContactId": "003A"}, {"Id": "00K2", "ContactId": "003B"},
+             {"Id": "00K3", "ContactId": "003A"}]
+    assert roles_to_delete(roles, ["003A"]) == ["00K1", "00K3"]
+    assert roles_to_delete(roles, []) == []
+
+
+class _Versioned:
+    def __init__(self, value: str, timestamp: str) -> None:
+        self.value, self.timestamp = value, timestamp
+
+    def to_dict(self) -> dict[str, str]:
+        return {"value": self.value, "timestamp": self.timestamp}
+
+
+def test_history_objects_become_plain_dicts() -> None:
+    deal = {"id": "1", "properties": {"amount": "5"},
+            "properties_with_history": {"amount": [_Versioned("5", "2027-01-02T00:00:00Z")], "dealname": None}}
+    plain = with_plain_history(deal)
+    assert plain["properties_with_history"] == {"amount": [{"value": "5", "timestamp": "2027-01-02T00:00:00Z"}],
+                                                "dealname": []}
+    assert with_plain_history({"id": "2"}) == {"id": "2"}
