@@ -56,11 +56,13 @@ build: install
 smoke: build
 	$(PY) scripts/smoke_built_artifact.py
 
-# The sync tests run the product's own handlers in a local world of their own, in a separate session
-# from the runtime's e2e world (each session holds one world per process).
+# Each folder with a local world of its own (sync, onboarding, pipelines) runs as its own pytest session:
+# a process holds one world at a time (the handlers' environment and moto's state are per process).
 pytest: $(VENV)/.installed
-	$(VENV)/bin/pytest -n 2 --dist loadfile --ignore=tests/sync
+	$(VENV)/bin/pytest -n 2 --dist loadfile --ignore=tests/sync --ignore=tests/onboarding --ignore=tests/pipelines
 	$(VENV)/bin/pytest -n 2 --dist loadfile tests/sync
+	$(VENV)/bin/pytest -n 2 --dist loadfile tests/onboarding
+	$(VENV)/bin/pytest tests/pipelines
 
 test: lint typecheck validate smoke pytest
 

@@ -348,6 +348,7 @@ def test_sqs_import_batch() -> None:
     records = ImportQueueEvent.model_validate(raw).Records
     first, second = (record.body for record in records)
     assert isinstance(first, ImportChunkMessage)
+    assert isinstance(second, ImportChunkMessage)
     assert first.job_id == second.job_id == "imp-opportunities-20240409T201500Z"
     assert (first.chunk, second.chunk) == (0, 1)
     assert first.object == "Opportunity"

@@ -3,6 +3,9 @@ queries paged, sObject Collections in chunks of 200, every failure classified.""
 
 from __future__ import annotations
 
+import csv
+import io
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -252,6 +255,41 @@ class SalesforceClient:
             params = {"ids": ",".join(chunk), "allOrNone": "false"}
             results += self._rest("composite/sobjects", "DELETE", params=params)
         return results
+
+    # --- added for imports and the operator's status ----------------------------------------------
+    def count(self, sobject: str, where: str = "") -> int:
+        """``SELECT COUNT() FROM <sobject> [WHERE ...]``: one call, the number of matching rows."""
+        soql = f"SELECT COUNT() FROM {sobject}" + (f" WHERE {where}" if where else "")  # noqa: S608 - our own text
+        result = self._call(lambda sf: sf.query(soql))
+        return int(result.get("totalSize", 0))
+
+    def bulk_query(self, soql: str, include_deleted: bool = False, max_records: int = 50_000,
+                   wait: float = 1.0) -> Iterator[dict[str, str]]:
+        """Rows of a Bulk API 2.0 query job (CSV pages followed by ``Sforce-Locator``), as text dicts.
+
+        For enumerations above ~10,000 rows: one job, then one call per page of ``max_records``.
+        Values are CSV text (empty string for null). Not retried mid-stream: a failure is raised
+        classified, and the caller starts again from its own cursor."""
+        match = re.search(r"\bFROM\s+(\w+)", soql, re.IGNORECASE)
+        if match is None:
+            raise PermanentCrmError(CRM, f"not a SOQL query: {soql[:80]!r}", ErrorCategory.SALESFORCE_VALIDATION)
+        sobject = match.group(1)
+        try:
+            handler = getattr(self.sf.bulk2, sobject)
+            query = handler.query_all if include_deleted else handler.query
+            self.calls += 2  # create the job, poll it
+            for page in query(soql, max_records=max_records, wait=wait):
+                self.calls += 1
+                yield from csv.DictReader(io.StringIO(str(page)))
+        except CrmError:
+            raise
+        except Exception as error:  # classified: the SDK raises its own and requests' exceptions
+            raise classify(error) from error
+
+    def limits(self) -> dict[str, Any]:
+        """``GET /limits``: the org's limits (``DailyApiRequests`` {Max, Remaining}, ...)."""
+        result: dict[str, Any] = self._rest("limits")
+        return result
 
 
 def record_errors(results: Iterable[dict[str, Any]], record_ids: Sequence[str]) -> dict[str, CrmError]:

@@ -78,6 +78,7 @@ __all__ = [
     "ImportQueueBody",
     "ImportQueueEvent",
     "ImportQueueRecord",
+    "ImportStartMessage",
     "InboundRequest",
     "OutboundMessage",
     "OutboundMessageError",
@@ -786,6 +787,17 @@ class ImportChunkMessage(BaseModel):
         return self
 
 
+class ImportStartMessage(BaseModel):
+    """On the import queue: start (or continue) enumerating an import job's records into chunks."""
+
+    model_config = _OWN_MESSAGE
+
+    kind: Literal["import_start"] = "import_start"
+    job_id: StrictStr = Field(min_length=1)
+    object: ImportObject
+    chunk_size: StrictInt = Field(default=100, ge=1, le=100)
+
+
 class RollupMessage(BaseModel):
     """On the rollup queue: recompute the rollups of these contacts (Salesforce Contact ids, DESIGN 1.7)."""
 
@@ -864,7 +876,10 @@ SalesforceQueueBody = Annotated[
     ),
 ]
 HubSpotQueueBody = HubSpotChangeMessage
-ImportQueueBody = ImportChunkMessage
+ImportQueueBody = Annotated[
+    Annotated[ImportChunkMessage, Tag("import_chunk")] | Annotated[ImportStartMessage, Tag("import_start")],
+    _none_of("import", "kind 'import_chunk' or kind 'import_start'"),
+]
 RollupQueueBody = Annotated[
     Annotated[RollupMessage, Tag("rollup")]
     | Annotated[ScheduledTask, _tasks_allowed("rollup", "rollup_full_recompute"), Tag("scheduled")],
@@ -874,6 +889,7 @@ RollupQueueBody = Annotated[
 _SALESFORCE_QUEUE_BODY: Final = TypeAdapter[SalesforceQueueBody](
     SalesforceQueueBody, config=ConfigDict(title="Salesforce changes queue body")
 )
+_IMPORT_QUEUE_BODY: Final = TypeAdapter[ImportQueueBody](ImportQueueBody, config=ConfigDict(title="import queue body"))
 _ROLLUP_QUEUE_BODY: Final = TypeAdapter[RollupQueueBody](RollupQueueBody, config=ConfigDict(title="rollup queue body"))
 
 
@@ -887,7 +903,8 @@ def parse_hubspot_queue_body(body: str | bytes) -> HubSpotQueueBody:
 
 
 def parse_import_queue_body(body: str | bytes) -> ImportQueueBody:
-    return ImportChunkMessage.model_validate_json(body)
+    """An import queue body: ImportChunkMessage or ImportStartMessage."""
+    return _IMPORT_QUEUE_BODY.validate_json(body)
 
 
 def parse_rollup_queue_body(body: str | bytes) -> RollupQueueBody:
