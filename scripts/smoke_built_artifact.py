@@ -19,7 +19,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / ".aws-sam" / "build"
 LAYER = BUILD / "CommonLayer" / "python"
-FOREIGN_ARCH = "aarch64" if platform.machine() not in ("aarch64", "arm64") else None
 
 CHECK = r"""
 import importlib.util, json, sys
@@ -59,14 +58,28 @@ for path in sorted(events_dir.glob("*.json")):
     print(f"  parsed {path.name}: {parse(json.loads(path.read_text()))}")
 """
 
+_ELF_MACHINES = {"x86_64": 62, "amd64": 62, "aarch64": 183, "arm64": 183}
+
+
+def _foreign_binary(path: Path) -> bool:
+    """An ELF shared object built for another machine (read from its header, not guessed from its name)."""
+    try:
+        header = path.read_bytes()[:20]
+    except OSError:
+        return False
+    if len(header) < 20 or header[:4] != b"\x7fELF":
+        return False
+    machine = int.from_bytes(header[18:20], "little")
+    return machine != _ELF_MACHINES.get(platform.machine().lower(), machine)
+
+
 def _layer_view(target: Path) -> list[str]:
-    """Link the built layer's top-level entries into ``target``, leaving out foreign compiled ones."""
+    """Link the built layer's top-level entries into ``target``, leaving out the ones with compiled
+    extensions for another architecture (their venv copies, of the same pinned versions, are used)."""
     substituted = []
     for entry in sorted(LAYER.iterdir()):
-        if FOREIGN_ARCH and (
-            (entry.is_dir() and any(entry.rglob(f"*{FOREIGN_ARCH}*.so")))
-            or (entry.is_file() and FOREIGN_ARCH in entry.name)
-        ):
+        binaries = entry.rglob("*.so") if entry.is_dir() else [entry] if entry.suffix == ".so" else []
+        if any(_foreign_binary(binary) for binary in binaries):
             substituted.append(entry.name)
             continue
         (target / entry.name).symlink_to(entry)

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 from mypy_boto3_dynamodb.client import DynamoDBClient
 
+from dealsync_local.aws import LocalAws
 from dealsync_local.template import table_create_kwargs
 
 # Tests never talk to real AWS: dummy credentials and a fixed region for every client they build.
@@ -22,19 +21,12 @@ os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "DealsyncTest")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
-    """A moto server on a free loopback port, shared by the session."""
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
+    """A moto server on a free loopback port, shared by the session (DynamoDB requests serialised as
+    in the local world: moto's backend is not thread-safe, AWS is)."""
+    server = LocalAws().start()
+    yield server.endpoint_url
     server.stop()
 
 

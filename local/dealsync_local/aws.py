@@ -72,6 +72,26 @@ class AwsResources:
         return result
 
 
+class SerializedDynamoDB:
+    """WSGI middleware: one DynamoDB request at a time.
+
+    moto's DynamoDB backend is not thread-safe (a query copies items while a concurrent write changes
+    them: "dictionary changed size during iteration", answered as a 500). AWS has no such race, so the
+    local world serialises DynamoDB requests. Other services pass straight through: an SQS long poll
+    must not hold up the table.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if not str(environ.get("HTTP_X_AMZ_TARGET", "")).startswith("DynamoDB"):
+            return self.app(environ, start_response)
+        with self.lock:
+            return list(self.app(environ, start_response))  # the whole body, inside the lock
+
+
 class LocalAws:
     """A moto server on a background thread, and clients for it."""
 
@@ -80,7 +100,7 @@ class LocalAws:
         self.region = region
         self.stack_name = stack_name
         self._server: BaseWSGIServer = make_server(
-            host, port, DomainDispatcherApplication(create_backend_app), threaded=True,
+            host, port, SerializedDynamoDB(DomainDispatcherApplication(create_backend_app)), threaded=True,
             request_handler=MotoRequestHandler,
         )
         self._server.daemon_threads = True  # type: ignore[attr-defined]
