@@ -119,3 +119,104 @@ def test_own_writes_do_not_echo_back_to_salesforce(sync_world: SyncWorld) -> Non
     assert after is not None
     # After the deal id was written back once, nothing further is written to the opportunity.
     assert after["SystemModstamp"] == before["SystemModstamp"]
+
+
+def test_owner_without_hubspot_match_is_an_error_and_the_rest_syncs(sync_world: SyncWorld) -> None:
+    loaded = sync_world.salesforce.load({"User": [{
+        "FirstName": "Nia", "LastName": "Unmatched", "Email": "nia.unmatched@example.com",
+        "Username": "nia@example.com.local", "IsActive": True, "Alias": "nunmatch",
+        "TimeZoneSidKey": "America/New_York", "LocaleSidKey": "en_US", "EmailEncodingKey": "UTF-8",
+        "LanguageLocaleKey": "en_US"}]})
+    sync_world.context.forget("owners")
+    opportunity_id = _new_opportunity(sync_world, "Acme Corp - Unowned", OwnerId=loaded["User"][0])
+    sync_world.settle()
+    deal = sync_world.deal_for(opportunity_id)
+    assert deal is not None
+    assert deal["properties"]["dealname"] == "Acme Corp - Unowned"
+    assert not deal["properties"].get("hubspot_owner_id")
+    errors = sync_world.context.store.errors.for_record(opportunity_id)
+    assert [error.category for error in errors] == [ErrorCategory.OWNER_NOT_FOUND]
+    assert loaded["User"][0] in errors[0].message
+
+
+def test_account_not_yet_synced_waits_then_associates_when_it_syncs(sync_world: SyncWorld) -> None:
+    account_id = sync_world.salesforce.create("Account", {"Name": "Globex"})
+    opportunity_id = _new_opportunity(sync_world, "Globex - Pilot", AccountId=account_id)
+    sync_world.settle()
+    deal = sync_world.deal_for(opportunity_id)
+    assert deal is not None, "the deal syncs without its company"
+    deal_id = str(deal["id"])
+    assert sync_world.associations(deal_id, "companies") == set()
+    errors = sync_world.context.store.errors.for_record(opportunity_id)
+    assert [error.category for error in errors] == [ErrorCategory.WAITING_FOR_ACCOUNT]
+    assert errors[0].related_ids["account_id"] == account_id
+
+    # The account syncs (as an account import or company sync would link it), then changes.
+    company_id = sync_world.hubspot.load({"companies": [{"name": "Globex",
+                                                         "salesforce_account_id": account_id}]})["companies"][0]
+    sync_world.context.store.links.create(LinkKind.ACCOUNT, account_id, company_id)
+    sync_world.salesforce.update("Account", account_id, {"Website": "https://globex.example"})
+    sync_world.settle()
+    assert sync_world.associations(deal_id, "companies") == {company_id}
+    assert sync_world.context.store.errors.for_record(opportunity_id) == []
+
+
+def test_repeated_reordered_and_parallel_deliveries_give_one_deal_with_the_latest_values(
+    sync_world: SyncWorld,
+) -> None:
+    opportunity_id = _new_opportunity(sync_world, "Acme Corp - Busy")
+    for amount in (1000, 2000, 3000):
+        sync_world.salesforce.update("Opportunity", opportunity_id, {"Amount": amount})
+    sync_world.settle()
+    # Old news arrives again, twice, out of order, through the queue the poll and receivers use.
+    from datetime import UTC, datetime
+
+    from dealsync.models.events import SalesforceChangeMessage
+    from dealsync.queues import send_messages
+
+    stale = SalesforceChangeMessage(object="Opportunity", ids=[opportunity_id], source="outbound_message",
+                                    received_at=datetime(2020, 1, 1, tzinfo=UTC)).model_dump_json()
+    send_messages(sync_world.context.queues["salesforce"], [stale, stale])
+    sync_world.settle()
+    deals = list(sync_world.person_hubspot.search(
+        "deals", [{"filters": [{"propertyName": "salesforce_opportunity_id", "operator": "EQ",
+                                "value": opportunity_id}]}], ["amount"]))
+    assert len(deals) == 1
+    assert deals[0]["properties"]["amount"] == "3000"
+
+
+@pytest.mark.parametrize("path", ["outbound_message", "change_event", "poll"])
+def test_each_capture_path_alone_brings_hubspot_to_the_same_state(sync_world: SyncWorld, path: str) -> None:
+    only = {
+        "outbound_message": {"outbound_message_enabled": True, "change_events_enabled": False},
+        "change_event": {"outbound_message_enabled": False, "change_events_enabled": True},
+        "poll": {"outbound_message_enabled": False, "change_events_enabled": False},
+    }[path]
+    sync_world.salesforce.apply_config(only)
+    try:
+        opportunity_id = _new_opportunity(sync_world, f"Acme Corp - via {path}", Amount=4321)
+        sync_world.salesforce.update("Opportunity", opportunity_id, {"StageName": "Needs Analysis"})
+        if path == "poll":
+            sync_world.world.run_schedule("SalesforcePollSchedule")
+        sync_world.settle()
+    finally:
+        sync_world.salesforce.apply_config({"outbound_message_enabled": True, "change_events_enabled": True})
+    deal = sync_world.deal_for(opportunity_id)
+    assert deal is not None, f"{path} alone did not bring the opportunity over"
+    mapping = next(iter(sync_world.context.store.config.load().stage_maps.values()))
+    assert deal["properties"]["amount"] == "4321"
+    assert deal["properties"]["dealstage"] == mapping.stages["Needs Analysis"]
+    if path != "outbound_message":  # Outbound Messages carry no contact roles
+        assert len(sync_world.associations(str(deal["id"]), "contacts")) == 2
+
+
+def test_single_pipeline_org_gets_the_default_pipeline(sync_world: SyncWorld) -> None:
+    stage_maps = sync_world.context.store.config.load().stage_maps
+    assert list(stage_maps) == ["default"]
+    pipelines = {str(p["id"]): p for p in sync_world.person_hubspot.pipelines("deals")}
+    pipeline = pipelines[stage_maps["default"].pipeline_id]
+    assert pipeline["label"] == "Salesforce - Default pipeline"
+    stages = {stage["label"]: stage for stage in pipeline["stages"]}
+    assert stages["Closed Won"]["metadata"]["probability"] == "1.0"
+    assert stages["Closed Lost"]["metadata"]["probability"] == "0.0"
+    assert stages["Prospecting"]["metadata"]["probability"] == "0.1"
