@@ -20,6 +20,7 @@ from botocore.config import Config
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
 
+import dealsync_local.moto_patches  # noqa: F401 - corrects moto before any server starts
 from dealsync_local.template import (
     ACCOUNT_ID,
     REGION,
