@@ -176,6 +176,15 @@ def banner(world: LocalWorld, seconds: float) -> str:
         "",
         "  # HubSpot owners (the same people as the Salesforce users)",
         f"  curl -s --cacert {ca} -H 'Authorization: Bearer {hs.user_access_token}' {hs.base_url}/crm/v3/owners",
+        "",
+        "  # set dealsync up as an operator would (DESIGN 1.1, 1.8), then watch it:",
+        f"  .venv/bin/dealsync toggle company-sync on --state-dir {world.state_dir}",
+        f"  .venv/bin/dealsync import accounts --wait --state-dir {world.state_dir}",
+        f"  .venv/bin/dealsync import contacts --wait --state-dir {world.state_dir}",
+        f"  .venv/bin/dealsync toggle deal-sync on --state-dir {world.state_dir}      # provisions the pipelines",
+        f"  .venv/bin/dealsync import opportunities --wait --state-dir {world.state_dir}",
+        f"  .venv/bin/dealsync status --state-dir {world.state_dir}",
+        "  # from then on, the changes below sync within seconds",
     ]
     route_keys = {route.route_key for route in routes}
     opportunity_ids = world.demo.salesforce_ids.get("Opportunity") or []
@@ -194,6 +203,8 @@ def banner(world: LocalWorld, seconds: float) -> str:
         lines += [
             "",
             "  # create a deal in HubSpot as the person: the app webhook (signed v3) reaches POST /webhooks/hubspot",
+            "  # (in HubSpot's own pipeline it stays in HubSpot; with a 'Salesforce - ...' pipeline and stage id",
+            "  # from `dealsync status` it becomes an opportunity)",
             f"  curl -s -X POST --cacert {ca} -H 'Authorization: Bearer {hs.user_access_token}' \\",
             "    -H 'Content-Type: application/json' \\",
             "    -d '{\"properties\": {\"dealname\": \"Tried locally\", \"pipeline\": \"default\", "
