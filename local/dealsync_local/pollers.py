@@ -184,9 +184,10 @@ class SqsPoller:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            messages += self._receive(self.source.batch_size - len(messages), min(1, int(remaining)))
-            if int(remaining) == 0:
-                time.sleep(min(remaining, 0.1))
+            received = self._receive(self.source.batch_size - len(messages), min(1, int(remaining)))
+            messages += received
+            if not received and int(remaining) == 0:
+                time.sleep(min(remaining, 0.1))  # an empty queue: wait a little; a busy one is read back to back
         return messages
 
     def process(self, messages: list[MessageTypeDef]) -> Invocation:

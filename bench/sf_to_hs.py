@@ -1,0 +1,147 @@
+"""Salesforce → HubSpot benchmark in the local world (issue 4).
+
+1. A burst of N opportunity changes (default 1,000) made by a Salesforce user, delivered by change
+   events (Event Relay) and, with --both-paths, by Outbound Messages as well: wall time, records/s
+   and the API calls dealsync made to each CRM (from the emulators' request statistics).
+2. Single-change latency: change event to deal updated, p50 and p95 over --samples changes.
+
+Run: .venv/bin/python -m bench.sf_to_hs [--records 1000] [--samples 20] [--both-paths]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from dealsync.models.domain import LinkKind
+from dealsync.services.context import build_context
+from dealsync.services.opportunity_sync import sync_opportunities
+from dealsync.services.toggles import set_company_sync, set_deal_sync
+from dealsync_local.hubspot.common import DEALS
+from dealsync_local.pytest_fixtures import start_world
+from dealsync_local.world import LocalWorld
+
+
+def _calls(stats: dict[str, Any], *, writes_only: bool = False) -> int:
+    return sum(count for route, count in stats["by_route"].items()
+               if not writes_only or not route.startswith("GET"))
+
+
+def _deal_amount(world: LocalWorld, opportunity_id: str) -> str | None:
+    assert world.crms is not None
+    store = world.crms.hubspot.app.store
+    with store.lock:
+        record = store.find(DEALS, opportunity_id, "salesforce_opportunity_id")
+        return None if record is None else record.values.get("amount")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=1000)
+    parser.add_argument("--samples", type=int, default=20)
+    parser.add_argument("--both-paths", action="store_true", help="Outbound Messages as well as change events")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as state_dir:
+        world = start_world(Path(state_dir))
+        try:
+            run(world, args.records, args.samples, args.both_paths)
+        finally:
+            world.stop()
+
+
+def run(world: LocalWorld, records: int, samples: int, both_paths: bool) -> None:
+    assert world.crms is not None
+    salesforce = world.crms.salesforce.app
+    hubspot = world.crms.hubspot.app
+    context = build_context()
+    person = salesforce.get("User", salesforce.person_user_id)
+    assert person is not None
+    hubspot.add_owner(str(person["Email"]), "Sam", "Seller")
+    set_company_sync(context, True)
+    account_id = salesforce.create("Account", {"Name": "Bench Corp"})
+    company_id = hubspot.load({"companies": [{"name": "Bench Corp", "salesforce_account_id": account_id}]})
+    context.store.links.create(LinkKind.ACCOUNT, account_id, company_id["companies"][0])
+    context.store.settings.mark_account_import_completed()
+    set_deal_sync(context, True)
+
+    loaded = salesforce.load({
+        "Contact": [{"LastName": f"Buyer {n}", "Email": f"buyer{n}@bench.example", "AccountId": account_id}
+                    for n in range(2)],
+        "Opportunity": [{"Name": f"Bench {n}", "StageName": "Prospecting", "CloseDate": "2027-06-30",
+                         "Amount": 1000 + n, "AccountId": account_id, "OwnerId": salesforce.person_user_id}
+                        for n in range(records)],
+    })
+    opportunity_ids = loaded["Opportunity"]
+    salesforce.load({"OpportunityContactRole": [
+        {"OpportunityId": opportunity_id, "ContactId": loaded["Contact"][n % 2], "IsPrimary": True}
+        for n, opportunity_id in enumerate(opportunity_ids)]})
+    for start in range(0, records, 1000):  # the pre-existing opportunities, as an import brings them over
+        sync_opportunities(context, opportunity_ids[start:start + 1000], source="import")
+    world.drain(60)
+
+    salesforce.apply_config({"outbound_message_enabled": both_paths, "change_events_enabled": True})
+    salesforce.flush_notifications(30)
+    world.drain(60)
+    for app in (salesforce, hubspot):
+        with app.lock:
+            app.stats.clear()
+
+    # --- the burst ---------------------------------------------------------------------------------
+    started = time.perf_counter()
+    for n, opportunity_id in enumerate(opportunity_ids):
+        salesforce.update("Opportunity", opportunity_id, {"Amount": 5000 + n})
+    written = time.perf_counter()
+    expected = {oid: str(5000 + n) for n, oid in enumerate(opportunity_ids)}
+    while expected:
+        expected = {oid: amount for oid, amount in expected.items() if _deal_amount(world, oid) != amount}
+        if time.perf_counter() - started > 600:
+            break
+        time.sleep(0.05)
+    applied = time.perf_counter()
+    salesforce.flush_notifications(600)
+    world.drain(600)  # the echoes (HubSpot webhooks of our own writes) and rollups, for the call counts
+    drained = time.perf_counter()
+    elapsed = applied - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    wrong = list(expected)
+    sf_stats, hs_stats = salesforce.stats_snapshot(), hubspot.stats_snapshot()
+    sf_calls, hs_calls = _calls(sf_stats), _calls(hs_stats)
+    paths = "change events + Outbound Messages" if both_paths else "change events"
+    print(f"burst of {records} opportunity changes ({paths}); calls counted until every queue drained")
+    print(f"  wall time            {elapsed:8.2f} s   ({records / elapsed:,.0f} records/s; the whole world's peak "
+          f"RSS {peak / 2**20:.0f} MiB)")
+    print(f"    (Salesforce user's writes took {written - started:.2f} s; every deal up to date {elapsed:.2f} s after "
+          f"the first; echoes and rollups drained {drained - applied:.2f} s later)")
+    print(f"  Salesforce calls     {sf_calls:8d}     ({100 * sf_calls / records:.2f} per 100 records)")
+    print(f"  HubSpot calls        {hs_calls:8d}     ({100 * hs_calls / records:.2f} per 100 records)")
+    print(f"  deals not up to date {len(wrong):8d}")
+    for name, stats in (("Salesforce", sf_stats), ("HubSpot", hs_stats)):
+        routes = ", ".join(f"{route}: {count}" for route, count in sorted(stats["by_route"].items()))
+        print(f"    {name} by route: {routes}")
+
+    # --- single-change latency ------------------------------------------------------------------------
+    latencies = []
+    for n in range(samples):
+        opportunity_id = opportunity_ids[n]
+        amount = str(90000 + n)
+        changed = time.perf_counter()
+        salesforce.update("Opportunity", opportunity_id, {"Amount": int(amount)})
+        while _deal_amount(world, opportunity_id) != amount:
+            if time.perf_counter() - changed > 30:
+                raise SystemExit(f"deal of {opportunity_id} not updated within 30 s")
+            time.sleep(0.01)
+        latencies.append(time.perf_counter() - changed)
+    latencies.sort()
+    p95 = latencies[min(len(latencies) - 1, round(0.95 * (len(latencies) - 1)))]
+    print(f"single change, change event → deal updated, {samples} samples")
+    print(f"  p50 {statistics.median(latencies):.3f} s   p95 {p95:.3f} s   max {latencies[-1]:.3f} s")
+
+
+if __name__ == "__main__":
+    main()
