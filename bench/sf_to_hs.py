@@ -15,6 +15,7 @@ import resource
 import statistics
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,21 @@ from dealsync_local.world import LocalWorld
 def _calls(stats: dict[str, Any], *, writes_only: bool = False) -> int:
     return sum(count for route, count in stats["by_route"].items()
                if not writes_only or not route.startswith("GET"))
+
+
+class _PathCounter:
+    """Bench-only WSGI wrapper: counts the integration's HubSpot requests by concrete path, so calls on
+    deals (the sync) and on contacts (the rollup worker's writes) can be told apart."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.counts: Counter[str] = Counter()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        path = str(environ.get("PATH_INFO", ""))
+        if not path.startswith("/__emulator") and "crm-user" not in str(environ.get("HTTP_AUTHORIZATION", "")):
+            self.counts[f"{environ.get('REQUEST_METHOD')} {path}"] += 1
+        return self.app(environ, start_response)
 
 
 def _deal_amount(world: LocalWorld, opportunity_id: str) -> str | None:
@@ -91,6 +107,9 @@ def run(world: LocalWorld, records: int, samples: int, both_paths: bool) -> None
     for app in (salesforce, hubspot):
         with app.lock:
             app.stats.clear()
+    hubspot_server = world.crms.hubspot.server.server
+    counter = _PathCounter(hubspot_server.app)
+    hubspot_server.app = counter
 
     # --- the burst ---------------------------------------------------------------------------------
     started = time.perf_counter()
@@ -121,9 +140,12 @@ def run(world: LocalWorld, records: int, samples: int, both_paths: bool) -> None
     print(f"  Salesforce calls     {sf_calls:8d}     ({100 * sf_calls / records:.2f} per 100 records)")
     print(f"  HubSpot calls        {hs_calls:8d}     ({100 * hs_calls / records:.2f} per 100 records)")
     print(f"  deals not up to date {len(wrong):8d}")
-    for name, stats in (("Salesforce", sf_stats), ("HubSpot", hs_stats)):
-        routes = ", ".join(f"{route}: {count}" for route, count in sorted(stats["by_route"].items()))
-        print(f"    {name} by route: {routes}")
+    routes = ", ".join(f"{route}: {count}" for route, count in sorted(sf_stats["by_route"].items()))
+    print(f"    Salesforce by route: {routes}")
+    deal_calls = sum(count for path, count in counter.counts.items() if "/objects/deals" in path)
+    print(f"    HubSpot by path: {', '.join(f'{path}: {n}' for path, n in sorted(counter.counts.items()))}")
+    print(f"    of the HubSpot calls, {deal_calls} on deals (the sync itself), {hs_calls - deal_calls} by what the "
+          "burst set off (rollup writes to contacts)")
 
     # --- single-change latency ------------------------------------------------------------------------
     latencies = []
