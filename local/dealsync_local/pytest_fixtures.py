@@ -29,11 +29,14 @@ Notes:
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from dealsync_local.hubspot import HubSpotEmulator
+from dealsync_local.salesforce import SalesforceEmulator
 from dealsync_local.world import LocalWorld
 
 # Fast local retries and short polls: tests wait seconds, not minutes.
@@ -64,3 +67,28 @@ def local_world(tmp_path_factory: pytest.TempPathFactory, local_world_options: d
         yield world
     finally:
         world.stop()
+
+
+@dataclass
+class WorldView:
+    """A test's handle on a running world: the two emulators as the person uses them, and ``settle()``."""
+
+    world: LocalWorld
+
+    @property
+    def salesforce(self) -> SalesforceEmulator:
+        assert self.world.crms is not None
+        return self.world.crms.salesforce.app
+
+    @property
+    def hubspot(self) -> HubSpotEmulator:
+        assert self.world.crms is not None
+        return self.world.crms.hubspot.app
+
+    def settle(self, timeout: float = 30.0) -> None:
+        """Let every notification reach dealsync and every polled queue drain (twice: a sync's own
+        writes notify again)."""
+        for _ in range(2):
+            self.salesforce.flush_notifications(timeout)
+            self.hubspot.flush_webhooks(timeout)
+            self.world.drain(timeout)

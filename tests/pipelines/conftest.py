@@ -11,9 +11,7 @@ import pytest
 from dealsync.models.domain import LinkKind
 from dealsync.services.context import SyncContext, build_context
 from dealsync.services.toggles import set_company_sync, set_deal_sync
-from dealsync_local.hubspot import HubSpotEmulator
-from dealsync_local.pytest_fixtures import local_world, local_world_options  # noqa: F401 - the session world
-from dealsync_local.salesforce import SalesforceEmulator
+from dealsync_local.pytest_fixtures import WorldView, local_world, local_world_options  # noqa: F401 - the session world
 from dealsync_local.world import LocalWorld
 
 RECORD_TYPES = {
@@ -25,27 +23,10 @@ RECORD_TYPES = {
 
 
 @dataclass
-class PipelineWorld:
-    world: LocalWorld
+class PipelineWorld(WorldView):
     context: SyncContext
     record_types: dict[str, str]  # name -> id
     account_id: str
-
-    @property
-    def salesforce(self) -> SalesforceEmulator:
-        assert self.world.crms is not None
-        return self.world.crms.salesforce.app
-
-    @property
-    def hubspot(self) -> HubSpotEmulator:
-        assert self.world.crms is not None
-        return self.world.crms.hubspot.app
-
-    def settle(self, timeout: float = 30.0) -> None:
-        for _ in range(2):
-            self.salesforce.flush_notifications(timeout)
-            self.hubspot.flush_webhooks(timeout)
-            self.world.drain(timeout)
 
     def deal_for(self, opportunity_id: str) -> dict[str, Any] | None:
         deals = self.context.hubspot.batch_read("deals", [opportunity_id], ["pipeline", "dealstage", "dealname"],

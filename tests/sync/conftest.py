@@ -13,38 +13,18 @@ from dealsync.clients.hubspot import HubSpotClient
 from dealsync.models.domain import LinkKind
 from dealsync.services.context import SyncContext, build_context
 from dealsync.services.toggles import set_company_sync, set_deal_sync
-from dealsync_local.hubspot import HubSpotEmulator
-from dealsync_local.pytest_fixtures import local_world, local_world_options  # noqa: F401 - the session world
-from dealsync_local.salesforce import SalesforceEmulator
+from dealsync_local.pytest_fixtures import WorldView, local_world, local_world_options  # noqa: F401 - the session world
 from dealsync_local.world import LocalWorld
 
 
 @dataclass
-class SyncWorld:
-    world: LocalWorld
+class SyncWorld(WorldView):
     context: SyncContext
     person_hubspot: HubSpotClient  # reads HubSpot as the person looking at the CRM
     account_id: str
     company_id: str
     contact_ids: list[str]
     person_owner_id: str  # the HubSpot owner matching the Salesforce person's e-mail
-
-    @property
-    def salesforce(self) -> SalesforceEmulator:
-        assert self.world.crms is not None
-        return self.world.crms.salesforce.app
-
-    @property
-    def hubspot(self) -> HubSpotEmulator:
-        assert self.world.crms is not None
-        return self.world.crms.hubspot.app
-
-    def settle(self, timeout: float = 30.0) -> None:
-        """Let every notification reach dealsync and every queue drain."""
-        for _ in range(2):
-            self.salesforce.flush_notifications(timeout)
-            self.hubspot.flush_webhooks(timeout)
-            self.world.drain(timeout)
 
     def deal_for(self, opportunity_id: str) -> dict[str, Any] | None:
         deals = self.person_hubspot.batch_read(
