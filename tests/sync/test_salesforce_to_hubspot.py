@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from dealsync.models.domain import ErrorCategory, LinkKind, LinkStatus
+from dealsync.services.opportunity_sync import sync_opportunities
 from tests.sync.conftest import SyncWorld
 
 pytestmark = pytest.mark.e2e
@@ -85,6 +86,10 @@ def test_unmapped_type_is_an_error_and_the_rest_still_syncs(sync_world: SyncWorl
     errors = sync_world.context.store.errors.for_record(opportunity_id)
     assert [error.category for error in errors] == [ErrorCategory.UNMAPPED_VALUE]
     assert picklist_value in errors[0].message
+    # The engine reports what it recorded (the SyncErrors metric counts these).
+    report = sync_opportunities(sync_world.context, [opportunity_id], source="test")
+    assert list(report.errors) == [opportunity_id]
+    assert "UNMAPPED_VALUE" in report.errors[opportunity_id][0]
 
 
 def test_delete_archives_the_deal_and_undelete_brings_it_back(sync_world: SyncWorld) -> None:

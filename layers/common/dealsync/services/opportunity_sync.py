@@ -17,7 +17,7 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from dealsync.clients.errors import CrmError, PermanentCrmError, TransientCrmError
+from dealsync.clients.errors import PermanentCrmError, TransientCrmError
 from dealsync.clients.salesforce import record_errors
 from dealsync.mapping.fields import FieldSpec, hubspot_properties_to_read
 from dealsync.mapping.rules import RecordDecision, decide_record
@@ -137,7 +137,7 @@ class OpportunitySync:
         self._write_salesforce(plans, report)
         self._write_associations(plans)
         self._save_links(plans, report)
-        self._record_errors(plans)
+        self._record_errors(plans, report)
         self._update_rollups(plans)
 
     # --- reads -----------------------------------------------------------------------------------
@@ -325,8 +325,10 @@ class OpportunitySync:
             except StaleShadowError as error:
                 report.retry[plan.opportunity_id] = str(error)
 
-    def _record_errors(self, plans: Sequence[_Plan]) -> None:
+    def _record_errors(self, plans: Sequence[_Plan], report: SyncReport) -> None:
         for plan in plans:
+            for category, message in plan.errors:
+                report.error(plan.opportunity_id, f"{category}: {message}")
             related = {"deal_id": plan.deal_id} if plan.deal_id else {}
             if _waiting(plan) and plan.opportunity.get("AccountId"):
                 related["account_id"] = str(plan.opportunity["AccountId"])
@@ -380,4 +382,4 @@ def sync_opportunities(context: SyncContext, opportunity_ids: Sequence[str], *,
     return OpportunitySync(context).sync(opportunity_ids, changed_at=changed_at, source=source)
 
 
-__all__ = ["CrmError", "SyncReport", "sync_opportunities"]
+__all__ = ["SyncReport", "sync_opportunities"]
