@@ -12,12 +12,12 @@ Run: .venv/bin/python -m bench.hs_to_sf [--records 1000] [--samples 20]
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from bench import latency
 from dealsync.models.domain import LinkKind, Side
 from dealsync.services.context import build_context
 from dealsync.services.opportunity_sync import sync_opportunities
@@ -119,22 +119,15 @@ def run(world: LocalWorld, records: int, samples: int) -> None:
         print(f"    {name} by route: {routes}")
 
     # --- single-change latency ------------------------------------------------------------------------
-    latencies = []
-    for n in range(samples):
-        deal_id, opportunity_id = deal_ids[n], opportunity_ids[n]
-        amount = 90000 + n
-        changed = time.perf_counter()
-        _person_update(world, deal_id, {"amount": str(amount)})
-        while float((salesforce.get("Opportunity", opportunity_id) or {}).get("Amount") or 0) != amount:
-            if time.perf_counter() - changed > 30:
-                raise SystemExit(f"opportunity {opportunity_id} not updated within 30 s")
-            time.sleep(0.01)
-        latencies.append(time.perf_counter() - changed)
-    latencies.sort()
-    p95 = latencies[min(len(latencies) - 1, round(0.95 * (len(latencies) - 1)))]
-    print(f"single change, deal edited → opportunity updated, {samples} samples")
-    print(f"  p50 {statistics.median(latencies):.3f} s   p95 {p95:.3f} s   max {latencies[-1]:.3f} s")
+    def opportunity_amount(n: int) -> float:
+        return float((salesforce.get("Opportunity", opportunity_ids[n]) or {}).get("Amount") or 0)
 
+    latencies = latency.measure(
+        samples,
+        change=lambda n: _person_update(world, deal_ids[n], {"amount": str(90000 + n)}),
+        applied=lambda n: opportunity_amount(n) == 90000 + n,
+        what="opportunity update")
+    latency.report("single change, deal edited → opportunity updated", latencies)
 
 if __name__ == "__main__":
     main()

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import argparse
 import resource
-import statistics
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from bench import latency
 from dealsync.models.domain import LinkKind
 from dealsync.services.context import build_context
 from dealsync.services.opportunity_sync import sync_opportunities
@@ -148,22 +148,12 @@ def run(world: LocalWorld, records: int, samples: int, both_paths: bool) -> None
           "burst set off (rollup writes to contacts)")
 
     # --- single-change latency ------------------------------------------------------------------------
-    latencies = []
-    for n in range(samples):
-        opportunity_id = opportunity_ids[n]
-        amount = str(90000 + n)
-        changed = time.perf_counter()
-        salesforce.update("Opportunity", opportunity_id, {"Amount": int(amount)})
-        while _deal_amount(world, opportunity_id) != amount:
-            if time.perf_counter() - changed > 30:
-                raise SystemExit(f"deal of {opportunity_id} not updated within 30 s")
-            time.sleep(0.01)
-        latencies.append(time.perf_counter() - changed)
-    latencies.sort()
-    p95 = latencies[min(len(latencies) - 1, round(0.95 * (len(latencies) - 1)))]
-    print(f"single change, change event → deal updated, {samples} samples")
-    print(f"  p50 {statistics.median(latencies):.3f} s   p95 {p95:.3f} s   max {latencies[-1]:.3f} s")
-
+    latencies = latency.measure(
+        samples,
+        change=lambda n: salesforce.update("Opportunity", opportunity_ids[n], {"Amount": 90000 + n}),
+        applied=lambda n: _deal_amount(world, opportunity_ids[n]) == str(90000 + n),
+        what="deal update")
+    latency.report("single change, change event → deal updated", latencies)
 
 if __name__ == "__main__":
     main()
