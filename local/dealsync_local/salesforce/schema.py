@@ -169,6 +169,11 @@ class ObjectDef:
         self.child_relationships.append(relationship)
         self.children_ci[relationship.name.lower()] = relationship
 
+    def add_field(self, fdef: FieldDef) -> None:
+        """A field added after the object was built (a custom field the admin created)."""
+        self.fields[fdef.name] = fdef
+        self.__post_init__()
+
 
 # --- field constructors -------------------------------------------------------------------------
 def _id() -> FieldDef:

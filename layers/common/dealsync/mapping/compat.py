@@ -2,7 +2,8 @@
 
 Inputs are plain dicts: a Salesforce describe field entry (`name, type, length, updateable,
 createable, calculated, picklistValues`) and a HubSpot property (`name, type, fieldType, options,
-calculated, referencedObjectType, modificationMetadata.readOnlyValue`).
+calculated, referencedObjectType, modificationMetadata.readOnlyValue`), as HubSpot's JSON spells it or as
+the SDK's `to_dict()` does (`field_type`, `modification_metadata.read_only_value`, ...).
 """
 
 from __future__ import annotations
@@ -49,11 +50,20 @@ class MappingRefused(ValueError):  # noqa: N818 - the name says what happened to
         self.reason = reason
 
 
+def _hs(data: Mapping[str, Any], camel: str, snake: str) -> Any:
+    """A HubSpot attribute under its JSON name or the SDK's snake_case one."""
+    return data.get(camel, data.get(snake))
+
+
+def hubspot_field_type(hs_property: Mapping[str, Any]) -> str:
+    return str(_hs(hs_property, "fieldType", "field_type") or "")
+
+
 def hubspot_is_read_only(hs_property: Mapping[str, Any]) -> bool:
-    metadata = hs_property.get("modificationMetadata") or {}
+    metadata = _hs(hs_property, "modificationMetadata", "modification_metadata") or {}
     return bool(
-        metadata.get("readOnlyValue") or hs_property.get("calculated")
-        or hs_property.get("fieldType") == "calculation_equation"
+        _hs(metadata, "readOnlyValue", "read_only_value") or hs_property.get("calculated")
+        or hubspot_field_type(hs_property) == "calculation_equation"
     )
 
 
@@ -62,7 +72,7 @@ def salesforce_is_writable(sf_field: Mapping[str, Any]) -> bool:
 
 
 def _is_user_property(hs_property: Mapping[str, Any]) -> bool:
-    return str(hs_property.get("referencedObjectType") or "").upper() == "OWNER"
+    return str(_hs(hs_property, "referencedObjectType", "referenced_object_type") or "").upper() == "OWNER"
 
 
 def check_mapping(
@@ -115,7 +125,7 @@ def _check_not_mapped_elsewhere(sf_name: str, hs_name: str, existing_mappings: I
 
 
 def _check_types(sf_name: str, hs_name: str, sf_field: Mapping[str, Any], hs_property: Mapping[str, Any]) -> None:
-    field_type = str(hs_property.get("fieldType") or "")
+    field_type = hubspot_field_type(hs_property)
     sf_type = str(sf_field.get("type") or "")
     if _is_user_property(hs_property):
         raise MappingRefused(f"HubSpot property {hs_name} is a HubSpot user property; user properties cannot "
@@ -140,3 +150,62 @@ def _check_directions(
     if rule in _WRITES_SALESFORCE and not salesforce_is_writable(sf_field):
         raise MappingRefused(f"Salesforce field {sf_name} is read-only for the integration user, so rule {rule} "
                              "cannot write HubSpot values to it; use always_salesforce or dont_sync.")
+
+
+# --- value maps (picklist ⇄ enumeration) --------------------------------------------------------
+
+def salesforce_picklist_values(sf_field: Mapping[str, Any]) -> list[str]:
+    """The active values of a Salesforce picklist (describe `picklistValues`), in Salesforce order."""
+    return [str(entry["value"]) for entry in sf_field.get("picklistValues") or []
+            if entry.get("active", True) and entry.get("value") is not None]
+
+
+def hubspot_option_values(hs_property: Mapping[str, Any]) -> list[str]:
+    """The option values of a HubSpot enumeration property, in display order (hidden options included:
+    a record may still hold them)."""
+    return [str(option["value"]) for option in hs_property.get("options") or [] if option.get("value") is not None]
+
+
+def _match_key(text: object) -> str:
+    return " ".join(str(text).split()).casefold()
+
+
+def suggest_value_map(sf_field: Mapping[str, Any], hs_property: Mapping[str, Any]) -> dict[str, str]:
+    """The value map a new picklist mapping starts with: each Salesforce value paired with the HubSpot option
+    whose value, else label, is the same text (case and spacing aside). Values without a match stay
+    unmapped (UNMAPPED_VALUE when met) until the operator maps them."""
+    options = [option for option in hs_property.get("options") or [] if option.get("value") is not None]
+    by_value = {_match_key(option["value"]): str(option["value"]) for option in reversed(options)}
+    by_label = {_match_key(option.get("label") or ""): str(option["value"]) for option in reversed(options)}
+    suggested: dict[str, str] = {}
+    for entry in sf_field.get("picklistValues") or []:
+        if not entry.get("active", True) or entry.get("value") is None:
+            continue
+        value = str(entry["value"])
+        keys = [_match_key(value), _match_key(entry.get("label") or value)]
+        match = next((by_value[key] for key in keys if key in by_value), None)
+        match = match or next((by_label[key] for key in keys if key in by_label), None)
+        if match is not None:
+            suggested[value] = match
+    return suggested
+
+
+def check_value_pair(
+    salesforce_field: str, hubspot_property: str, salesforce_value: str, hubspot_value: str,
+    sf_field: Mapping[str, Any], hs_property: Mapping[str, Any],
+) -> str:
+    """Refuse a value-map entry naming a value that does not exist on either side; returns the HubSpot
+    option value (the operator may give an option's label)."""
+    sf_values = salesforce_picklist_values(sf_field)
+    if salesforce_value not in sf_values:
+        raise MappingRefused(f"{salesforce_value!r} is not a value of Salesforce picklist {salesforce_field} "
+                             f"(values: {', '.join(sf_values) or 'none'}).")
+    options = [option for option in hs_property.get("options") or [] if option.get("value") is not None]
+    for option in options:
+        if str(option["value"]) == hubspot_value:
+            return hubspot_value
+    for option in options:
+        if str(option.get("label") or "") == hubspot_value:
+            return str(option["value"])
+    raise MappingRefused(f"{hubspot_value!r} is not an option of HubSpot property {hubspot_property} "
+                         f"(options: {', '.join(str(option['value']) for option in options) or 'none'}).")
