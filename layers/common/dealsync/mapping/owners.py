@@ -11,6 +11,7 @@ Messages name ids only, never e-mails.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -79,6 +80,13 @@ class OwnerDirectory:
     def hubspot_owner_for_email(self, email: str | None) -> HubSpotOwner | None:
         owners = self._owners_by_email.get(normalise_email(email) or "", [])
         return min(owners, key=lambda owner: (len(owner.id), owner.id)) if owners else None
+
+    def fingerprint(self) -> str:
+        """A digest of every match this directory can make (users' ids, e-mails and activity; owners' ids
+        and e-mails): it changes when an owner or user appears, goes, or changes e-mail or activity."""
+        users = sorted((user.id, normalise_email(user.email) or "", user.active) for user in self._users.values())
+        owners = sorted((owner.id, normalise_email(owner.email) or "") for owner in self._owners.values())
+        return hashlib.sha256(repr((users, owners)).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
