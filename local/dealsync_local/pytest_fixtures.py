@@ -24,6 +24,11 @@ Notes:
   the world, or give those tests their own process.
 * Define the fixture in one conftest per session (the top-level one is best): two conftests that
   both import it start two worlds, which then share queue and table names.
+* Every session with a world also imports the log privacy check beside ``local_world`` (see
+  :mod:`dealsync_local.log_privacy`): at the end of the session it fails if a log record of the
+  handlers holds an e-mail address, a person's name or a description from the emulators::
+
+      from dealsync_local.log_privacy import log_privacy  # noqa: F401 - the session's logs hold no personal data
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+from dealsync_local.log_privacy import log_privacy  # noqa: F401 - the session's logs hold no personal data
 from dealsync_local.pytest_fixtures import start_world
 from dealsync_local.template import load_template
 from dealsync_local.world import LocalWorld

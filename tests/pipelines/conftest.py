@@ -11,6 +11,7 @@ import pytest
 from dealsync.models.domain import LinkKind
 from dealsync.services.context import SyncContext, build_context
 from dealsync.services.toggles import set_company_sync, set_deal_sync
+from dealsync_local.log_privacy import log_privacy  # noqa: F401 - the session's logs hold no personal data
 from dealsync_local.pytest_fixtures import WorldView, local_world, local_world_options  # noqa: F401 - the session world
 from dealsync_local.world import LocalWorld
 
