@@ -51,6 +51,14 @@ class RateLimiter:
             self._daily_used = 0
             self._day = time.gmtime().tm_yday
 
+    def reset_daily(self, used: int = 0) -> None:
+        """Start a new day now (as midnight does), or set the day's count (control ``ratelimits/daily``)."""
+        if used < 0:
+            raise ValueError("daily_used must be zero or more")
+        with self._lock:
+            self._daily_used = used
+            self._day = time.gmtime().tm_yday
+
     @property
     def burst_max(self) -> int:
         return self.burst_override if self.burst_override is not None else TIER_LIMITS[self.tier][0]

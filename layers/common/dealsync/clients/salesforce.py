@@ -30,6 +30,7 @@ from dealsync.clients.errors import (
     RecordError,
     TransientCrmError,
 )
+from dealsync.clients.ratelimit import SalesforceUsageListener, parse_salesforce_limit_info
 from dealsync.models.domain import ErrorCategory
 
 CRM = "salesforce"
@@ -88,8 +89,10 @@ class SalesforceClient:
     """A connection to one org as the integration user."""
 
     def __init__(self, credentials: SalesforceCredentials, max_attempts: int = 4,
-                 backoff_seconds: float = 0.5) -> None:
+                 backoff_seconds: float = 0.5, usage_listener: SalesforceUsageListener | None = None) -> None:
         self.credentials = credentials
+        # Told of every answered /services/data request (counting dealsync's calls, the org's usage).
+        self.usage_listener = usage_listener
         self.max_attempts = max_attempts
         self.backoff_seconds = backoff_seconds
         self.calls = 0
@@ -98,7 +101,10 @@ class SalesforceClient:
         self.session.trust_env = False
         self.session.verify = credentials.ca_file or True
         self.session.headers["Sforce-Call-Options"] = CALL_OPTIONS
+        # Every request, whichever SDK path sent it (REST, SFType, Bulk 2.0), and refused ones too.
+        self.session.hooks["response"].append(self._observe_usage)
         self._sf: Salesforce | None = None
+        self._last_usage: tuple[int, int] | None = None
         self.identity_url: str | None = None
 
     # --- connection ---------------------------------------------------------------------------
@@ -180,8 +186,17 @@ class SalesforceClient:
     @property
     def api_usage(self) -> tuple[int, int] | None:
         """(used, limit) of the org's daily API requests, from the last Sforce-Limit-Info header."""
-        usage = self.sf.api_usage.get("api-usage") if self._sf else None
-        return (int(usage.used), int(usage.total)) if usage else None
+        return self._last_usage
+
+    def _observe_usage(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        header = response.headers.get("Sforce-Limit-Info")
+        if header is None and "/services/data/" not in response.url:
+            return  # the token endpoint: not an API request
+        usage = parse_salesforce_limit_info(header)
+        if usage is not None:
+            self._last_usage = usage
+        if self.usage_listener is not None:
+            self.usage_listener(*(usage or (None, None)))
 
     # --- reads --------------------------------------------------------------------------------
     def query(self, soql: str, include_deleted: bool = False) -> list[dict[str, Any]]:
@@ -285,6 +300,36 @@ class SalesforceClient:
             raise
         except Exception as error:  # classified: the SDK raises its own and requests' exceptions
             raise classify(error) from error
+
+    # --- Bulk API 2.0 ingest (reference §3; one job per write of thousands of rows) ------------------
+    def bulk_ingest_start(self, sobject: str, operation: str, rows: Sequence[dict[str, str]]) -> str:
+        """Create an ingest job, upload ``rows`` as one CSV and close it (three calls); returns the job id.
+        The job then runs in Salesforce: follow it with :meth:`bulk_ingest_job`. Not retried as a whole: a
+        job created twice would write the rows twice."""
+        if not rows:
+            raise ValueError("an ingest job needs at least one row")
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        bulk = getattr(self.sf.bulk2, sobject)._client  # the SDK's job-level calls (create, upload, close)
+        job = self._call(lambda _sf: bulk.create_job(operation), retry=False)
+        job_id = str(job["id"])
+        self._call(lambda _sf: bulk.upload_job_data(job_id, buffer.getvalue()), retry=False)
+        self._call(lambda _sf: bulk.close_job(job_id))
+        return job_id
+
+    def bulk_ingest_job(self, sobject: str, job_id: str) -> dict[str, Any]:
+        """An ingest job's state (``state``, ``numberRecordsProcessed``, ``numberRecordsFailed``...)."""
+        bulk = getattr(self.sf.bulk2, sobject)._client
+        result: dict[str, Any] = dict(self._call(lambda _sf: bulk.get_job(job_id, False)))
+        return result
+
+    def bulk_ingest_failures(self, sobject: str, job_id: str) -> list[dict[str, str]]:
+        """The failed rows of a completed ingest job: the uploaded columns plus ``sf__Id`` and ``sf__Error``."""
+        handler = getattr(self.sf.bulk2, sobject)
+        text = str(self._call(lambda _sf: handler.get_failed_records(job_id)))
+        return list(csv.DictReader(io.StringIO(text)))
 
     def limits(self) -> dict[str, Any]:
         """``GET /limits``: the org's limits (``DailyApiRequests`` {Max, Remaining}, ...)."""
