@@ -56,7 +56,9 @@ def world(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[
     secrets.create_secret(Name=secret_id, SecretString=json.dumps({
         "salesforce": {"auth": "client_credentials", "login_url": "https://sf.invalid", "client_id": "x",
                        "client_secret": "y", "org_id": ORG_ID},
-        "hubspot": {"access_token": "token", "app_id": "1234", "client_secret": CLIENT_SECRET, "portal_id": "62515"},
+        # The portal and app of events/hubspot_webhook.json: the receiver refuses other portals' deliveries.
+        "hubspot": {"access_token": "token", "app_id": "3261847", "client_secret": CLIENT_SECRET,
+                    "portal_id": "44102938"},
         "webhook": {"public_base_url": PUBLIC_URL},
     }))
     env = {

@@ -67,6 +67,7 @@ __all__ = [
     "ChangeSource",
     "ChangeType",
     "HubSpotChangeMessage",
+    "HubSpotId",
     "HubSpotQueueBody",
     "HubSpotQueueEvent",
     "HubSpotQueueRecord",
@@ -97,6 +98,7 @@ __all__ = [
     "ScheduledTask",
     "ScheduledTaskName",
     "ack_response",
+    "describe_invalid",
     "inbound_request",
     "parse_hubspot_batch",
     "parse_hubspot_queue_body",
@@ -120,6 +122,7 @@ SALESFORCE_CHANGE_MAX_IDS: Final = 200  # one SOQL `Id IN (...)` / sObject Colle
 
 _SF_ID_RE: Final = re.compile(r"[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?")
 _SF_SUFFIX_ALPHABET: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
+_SHOWABLE_RE: Final = re.compile(r"[a-zA-Z0-9*]{1,24}")
 
 SalesforceObject = Literal["Opportunity", "OpportunityContactRole", "Account", "Contact"]
 """The Salesforce objects whose changes travel on the Salesforce changes queue."""
@@ -148,6 +151,14 @@ def _sf_checksum(id15: str) -> str:
     return suffix
 
 
+def _shown(value: str) -> str:
+    """``value`` quoted when it looks like an id (a typo worth showing); otherwise only its length: a value in
+    an id's place may be anything — a name, an e-mail — and error messages reach logs and HTTP answers."""
+    if _SHOWABLE_RE.fullmatch(value):
+        return repr(value)
+    return f"a value of {len(value)} characters"
+
+
 def salesforce_id_18(value: str) -> str:
     """The canonical 18-character form of a 15- or 18-character Salesforce id (salesforce.md §1.6).
 
@@ -157,7 +168,7 @@ def salesforce_id_18(value: str) -> str:
     the suffix alphabet).
     """
     if not _SF_ID_RE.fullmatch(value):
-        raise ValueError(f"{value!r} is not a Salesforce id (15 or 18 letters and digits)")
+        raise ValueError(f"{_shown(value)} is not a Salesforce id (15 or 18 letters and digits)")
     if len(value) == 15:
         return value + _sf_checksum(value)
     suffix = value[15:].upper()
@@ -239,6 +250,11 @@ _HUBSPOT_REQUIRED: Final[dict[str, tuple[tuple[str, str], ...]]] = {
 }
 
 
+HubSpotId = Annotated[int, Field(ge=1, le=2**63 - 1)]
+"""A HubSpot record, portal or app id: a positive 64-bit integer."""
+_HubSpotLabel = Annotated[str, Field(max_length=1000)]  # names, sources, flags: short by nature
+
+
 class HubSpotWebhookEvent(BaseModel):
     """One event of a HubSpot app-webhook delivery (hubspot.md §5.2).
 
@@ -261,30 +277,30 @@ class HubSpotWebhookEvent(BaseModel):
 
     event_id: int
     subscription_id: int | None = None
-    portal_id: int
-    app_id: int
+    portal_id: HubSpotId
+    app_id: HubSpotId
     occurred_at: int = Field(ge=0, description="Epoch milliseconds")
     subscription_type: HubSpotSubscriptionType = Field(
         validation_alias=AliasChoices("subscriptionType", "eventType", "subscription_type")
     )
     attempt_number: int = Field(default=0, ge=0)
-    object_id: int
-    object_type_id: str | None = None
-    property_name: str | None = None
-    property_value: str | None = None
-    change_source: str | None = None
-    source_id: str | None = None
-    change_flag: str | None = None
+    object_id: HubSpotId
+    object_type_id: _HubSpotLabel | None = None
+    property_name: _HubSpotLabel | None = None
+    property_value: str | None = None  # up to 65,536 characters in HubSpot; the receiver may drop it (workers re-read)
+    change_source: _HubSpotLabel | None = None
+    source_id: _HubSpotLabel | None = None
+    change_flag: _HubSpotLabel | None = None
     # associationChange
-    association_type: str | None = None
-    from_object_id: int | None = None
-    to_object_id: int | None = None
+    association_type: _HubSpotLabel | None = None
+    from_object_id: HubSpotId | None = None
+    to_object_id: HubSpotId | None = None
     association_removed: bool | None = None
     is_primary_association: bool | None = None
     # merge
-    primary_object_id: int | None = None
-    merged_object_ids: list[int] = Field(default_factory=list)
-    new_object_id: int | None = None
+    primary_object_id: HubSpotId | None = None
+    merged_object_ids: list[HubSpotId] = Field(default_factory=list, max_length=HUBSPOT_MAX_BATCH)
+    new_object_id: HubSpotId | None = None
     number_of_properties_moved: int | None = None
 
     @model_validator(mode="before")
@@ -370,6 +386,13 @@ class OutboundNotification(BaseModel):
         description="Field API name -> text as sent; None for xsi:nil or empty elements. Includes Id."
     )
 
+    @model_validator(mode="after")
+    def _record_of_the_type(self) -> Self:
+        sobject = _SALESFORCE_OBJECTS.get(self.sobject_type)
+        if sobject is not None:
+            _check_key_prefix(sobject, [self.record_id])
+        return self
+
 
 class OutboundMessage(BaseModel):
     """A ``<notifications>`` request. ``session_id`` is a credential: it never appears in logs or reprs."""
@@ -422,8 +445,13 @@ def _child_text(parent: Any, name: str, *, where: str, nillable: bool = False) -
     return str(element.text).strip()
 
 
-def _describe_validation_error(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(part) for part in err['loc']) or 'message'}: {err['msg']}" for err in exc.errors())
+def describe_invalid(exc: ValueError) -> str:
+    """Where and why an input is invalid, never the input itself (it may carry names, e-mails or
+    descriptions): safe for logs and error answers."""
+    if not isinstance(exc, ValidationError):
+        return str(exc)
+    return "; ".join(f"{'.'.join(str(part) for part in err['loc']) or 'message'}: {err['msg']}"
+                     for err in exc.errors(include_input=False, include_url=False))
 
 
 def _parse_notification(element: Any, index: int) -> OutboundNotification:
@@ -453,7 +481,7 @@ def _parse_notification(element: Any, index: int) -> OutboundNotification:
             fields=fields,
         )
     except ValidationError as exc:
-        raise OutboundMessageError(f"outbound message: {where}: {_describe_validation_error(exc)}") from exc
+        raise OutboundMessageError(f"outbound message: {where}: {describe_invalid(exc)}") from exc
 
 
 def parse_outbound_message(xml: bytes | str) -> OutboundMessage:
@@ -513,7 +541,7 @@ def parse_outbound_message(xml: bytes | str) -> OutboundMessage:
             notifications=parsed,
         )
     except ValidationError as exc:
-        raise OutboundMessageError(f"outbound message: {_describe_validation_error(exc)}") from exc
+        raise OutboundMessageError(f"outbound message: {describe_invalid(exc)}") from exc
 
 
 def ack_response() -> str:
@@ -571,6 +599,9 @@ class ChangeEventHeader(BaseModel):
     def _ids_unless_overflow(self) -> Self:
         if self.change_type != "GAP_OVERFLOW" and not self.record_ids:
             raise ValueError(f"{self.change_type} change event for {self.entity_name} has no recordIds")
+        sobject = _SALESFORCE_OBJECTS.get(self.entity_name)
+        if sobject is not None and not self.has_wildcard_ids:  # ids of the objects dealsync syncs are checked
+            _check_key_prefix(sobject, [salesforce_id_18(record_id) for record_id in self.record_ids])
         return self
 
     @property
@@ -775,6 +806,9 @@ class ImportChunkMessage(BaseModel):
     chunk: StrictInt = Field(ge=0)
     object: ImportObject
     ids: list[SalesforceId] = Field(min_length=1, max_length=100)
+    # The records as the coordinator read them (opportunity imports), in the order of ``ids``: the worker
+    # does not read Salesforce again. Empty: the worker reads the records by id.
+    records: list[dict[str, Any]] = Field(default_factory=list, max_length=100)
 
     @field_validator("ids")
     @classmethod
@@ -784,6 +818,8 @@ class ImportChunkMessage(BaseModel):
     @model_validator(mode="after")
     def _ids_of_the_object(self) -> Self:
         _check_key_prefix(self.object, self.ids)
+        if self.records and [str(record.get("Id")) for record in self.records] != self.ids:
+            raise ValueError("the records of a chunk are its ids' records, in the same order")
         return self
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any, cast
+from xml.sax.saxutils import escape
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser.models import APIGatewayProxyEventV2Model
@@ -23,11 +24,13 @@ from dealsync.clients.credentials import CrmCredentials, load_credentials
 from dealsync.models.events import (
     SALESFORCE_CHANGE_MAX_IDS,
     HubSpotChangeMessage,
+    HubSpotWebhookEvent,
     InboundRequest,
     OutboundMessageError,
     SalesforceChangeMessage,
     SalesforceObject,
     ack_response,
+    describe_invalid,
     inbound_request,
     parse_hubspot_batch,
     parse_outbound_message,
@@ -40,6 +43,9 @@ from dealsync.webhooks.hubspot_signature import SignatureError, verify
 
 NOTIFICATION_TTL_SECONDS = 2 * 24 * 3600  # Salesforce retries an unacknowledged message for up to 24 h
 SALESFORCE_OBJECTS = {"Opportunity", "OpportunityContactRole", "Account", "Contact"}
+# One queue message at most: ten of them fit one SendMessageBatch call (1 MiB in all, as is one message).
+QUEUE_MESSAGE_BUDGET = 96 * 1024
+SOAP_CONTENT_TYPES = ("text/xml", "application/xml", "application/soap+xml")
 
 Sender = Callable[[str, Sequence[str]], int]
 
@@ -81,6 +87,45 @@ def _request(event: dict[str, Any]) -> InboundRequest | None:
         return None
 
 
+def _content_type(request: InboundRequest) -> str:
+    """The media type (no parameters), cut short: it is the caller's text and goes into answers and logs."""
+    return (request.header("content-type") or "").split(";")[0].strip().lower()[:100]
+
+
+def _foreign_event(events: Sequence[HubSpotWebhookEvent], portal_id: str, app_id: str) -> str | None:
+    """Why the batch is not for this deployment (another portal or app), or None. A delivery is for one
+    portal, so one foreign event makes the whole batch suspect."""
+    for index, item in enumerate(events):
+        if str(item.portal_id) != portal_id:
+            return f"event {index} (eventId {item.event_id}) is for portal {item.portal_id}, not this deployment's"
+        if str(item.app_id) != app_id:
+            return f"event {index} (eventId {item.event_id}) is for app {item.app_id}, not this deployment's"
+    return None
+
+
+def _hubspot_messages(events: Sequence[HubSpotWebhookEvent], received_at: datetime) -> list[str]:
+    """The batch as queue messages of at most QUEUE_MESSAGE_BUDGET bytes each, events in order. An event too
+    large alone (a long property value) travels without its value: workers re-read the record anyway."""
+    def size_of(model: HubSpotWebhookEvent | HubSpotChangeMessage) -> int:
+        return len(model.model_dump_json(by_alias=True).encode())
+
+    envelope = size_of(HubSpotChangeMessage(events=[events[0]], received_at=received_at)) - size_of(events[0])
+    chunks: list[list[HubSpotWebhookEvent]] = [[]]
+    used = envelope
+    for item in events:
+        size = size_of(item) + 1  # and its comma
+        if envelope + size > QUEUE_MESSAGE_BUDGET:
+            item = item.model_copy(update={"property_value": None})
+            size = size_of(item) + 1
+        if chunks[-1] and used + size > QUEUE_MESSAGE_BUDGET:
+            chunks.append([])
+            used = envelope
+        chunks[-1].append(item)
+        used += size
+    return [HubSpotChangeMessage(events=chunk, received_at=received_at).model_dump_json(by_alias=True)
+            for chunk in chunks]
+
+
 def _signed_url(request: InboundRequest, public_base_url: str | None) -> str:
     """The URL HubSpot signed: the configured public URL when there is one (custom domains), else the request's."""
     if not public_base_url:
@@ -103,17 +148,25 @@ def receive_hubspot_webhook(event: dict[str, Any], context: ReceiverContext) -> 
         logger.warning("HubSpot webhook refused", extra={"reason": str(error), "request_id": request.request_id})
         metrics.add_metric(name="WebhooksRefused", unit=MetricUnit.Count, value=1)
         return _json(401, {"message": f"invalid signature: {error}"})
-    content_type = (request.header("content-type") or "").split(";")[0].strip().lower()
+    content_type = _content_type(request)
     if content_type not in ("application/json", ""):
+        logger.warning("HubSpot webhook refused", extra={"reason": f"content type {content_type}",
+                                                         "request_id": request.request_id})
         return _json(415, {"message": f"expected application/json, got {content_type}"})
     try:
         events = parse_hubspot_batch(request.body)
     except (ValidationError, ValueError) as error:
-        detail = error.errors()[0]["msg"] if isinstance(error, ValidationError) else str(error)
+        detail = describe_invalid(error)
+        logger.warning("HubSpot webhook batch refused", extra={"reason": detail, "request_id": request.request_id})
         return _json(400, {"message": f"malformed webhook batch: {detail}"})
-    message = HubSpotChangeMessage(events=events, received_at=context.now())
+    foreign = _foreign_event(events, hubspot.portal_id, hubspot.app_id)
+    if foreign:
+        logger.warning("HubSpot webhook for another portal or app refused",
+                       extra={"reason": foreign, "request_id": request.request_id})
+        metrics.add_metric(name="WebhooksRefused", unit=MetricUnit.Count, value=1)
+        return _json(403, {"message": foreign})
     try:
-        context.send(context.hubspot_queue_url, [message.model_dump_json(by_alias=True)])
+        context.send(context.hubspot_queue_url, _hubspot_messages(events, context.now()))
     except EnqueueError as error:
         logger.error("HubSpot webhook not enqueued", extra={"reason": str(error)})
         return _json(503, {"message": "could not enqueue; retry"})
@@ -127,6 +180,11 @@ def receive_outbound_message(event: dict[str, Any], context: ReceiverContext) ->
     request = _request(event)
     if request is None:
         return _xml(400, "not an HTTP API request")
+    content_type = _content_type(request)
+    if content_type not in SOAP_CONTENT_TYPES:
+        logger.warning("Outbound Message refused", extra={"reason": f"content type {content_type or 'missing'}",
+                                                          "request_id": request.request_id})
+        return _xml(415, f"expected text/xml (SOAP 1.1), got {escape(content_type or 'no content type')}")
     try:
         message = parse_outbound_message(request.body)
     except OutboundMessageError as error:
