@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from dealsync.webhooks.subscriptions import APP_WEBHOOK_SUBSCRIPTIONS
 from dealsync_local.emulator import EmulatorServer
 from dealsync_local.hubspot import HubSpotEmulator
 from dealsync_local.salesforce.app import SalesforceEmulator
@@ -123,7 +124,8 @@ def start_emulators(*, tls: TlsMaterial, salesforce_port: int = 0, hubspot_port:
     salesforce_app = SalesforceEmulator(outbound_message_url=outbound_message_url, change_event_url=event_relay_url)
     salesforce_server = EmulatorServer(salesforce_app, host, salesforce_port, tls=tls)
     try:
-        hubspot_app = HubSpotEmulator(webhook_target_url=hubspot_webhook_url, signature_version=3)
+        hubspot_app = HubSpotEmulator(webhook_target_url=hubspot_webhook_url, signature_version=3,
+                                      webhook_subscriptions=list(APP_WEBHOOK_SUBSCRIPTIONS))
         hubspot_server = EmulatorServer(hubspot_app, host, hubspot_port, tls=tls)
     except BaseException:
         salesforce_server.server.server_close()

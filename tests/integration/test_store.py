@@ -21,6 +21,7 @@ from dealsync.models.domain import (
     SyncRule,
 )
 from dealsync.store import StaleShadowError, SyncStore, ToggleRefusedError
+from dealsync.store.rollups import STAGE_SEEN_AT
 from dealsync.store.settings import STEP_ACCOUNT_IMPORT, STEP_COMPANY_SYNC, STEP_DEAL_SYNC
 
 pytestmark = pytest.mark.integration
@@ -318,3 +319,24 @@ def test_rollup_projection_follows_contact_roles(store: SyncStore) -> None:
 
     store.rollups.save_written_values({"003B": {"total_revenue": "0"}})
     assert store.rollups.written_values(["003B", "003A"]) == {"003B": {"total_revenue": "0"}}
+
+
+def test_lifecycle_stages_are_noted_newest_first_without_touching_written_values(store: SyncStore) -> None:
+    rollups = store.rollups
+    assert rollups.note_lifecycle_stages({"003L": ("501", "lead", 100)}) == 1  # no state yet: one is started
+    assert rollups.written_values(["003L"])["003L"]["lifecyclestage"] == "lead"
+    # The recompute saves what it wrote; a later webhook notes only the stage.
+    rollups.save_written_values({"003L": {"hubspot_id": "501", "properties": {"total_revenue": "10"},
+                                          "lifecyclestage": "opportunity", STAGE_SEEN_AT: 200}})
+    assert rollups.note_lifecycle_stages({"003L": ("501", "evangelist", 300)}) == 1
+    state = rollups.written_values(["003L"])["003L"]
+    assert state["properties"] == {"total_revenue": "10"}
+    assert (state["lifecyclestage"], state[STAGE_SEEN_AT]) == ("evangelist", 300)
+    # An older event arriving late changes nothing; "only if unknown" keeps a known stage.
+    assert rollups.note_lifecycle_stages({"003L": ("501", "lead", 250)}) == 0
+    assert rollups.note_lifecycle_stages({"003L": ("501", "lead", 900)}, only_if_unknown=True) == 0
+    assert rollups.written_values(["003L"])["003L"]["lifecyclestage"] == "evangelist"
+    # Re-linked to another HubSpot contact (a merge): the old state is replaced.
+    assert rollups.note_lifecycle_stages({"003L": ("777", "customer", 50)}) == 1
+    assert rollups.written_values(["003L"])["003L"] == {
+        "hubspot_id": "777", "properties": {}, "lifecyclestage": "customer", STAGE_SEEN_AT: 50}

@@ -98,6 +98,41 @@ def test_closed_won_updates_rollups_and_lifecycle_stage(sync_world: SyncWorld) -
     assert last["lifecyclestage"] == "customer"
 
 
+def test_a_stage_a_person_raises_later_is_seen_by_webhook_and_never_lowered(
+        sync_world: SyncWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    buyer, _ = _contact(sync_world, "Raised")
+    opportunity_id = _opportunity(sync_world, [buyer])
+    sync_world.settle()
+    assert _hubspot_contact(sync_world, buyer)["lifecyclestage"] == "opportunity"
+    link = sync_world.context.store.links.get_by_salesforce_id(LinkKind.CONTACT, buyer)
+    assert link is not None
+
+    # The person moves the contact on in HubSpot; the lifecyclestage webhook tells dealsync.
+    sync_world.person_hubspot.batch_update("contacts", [{"id": link.hubspot_id,
+                                                         "properties": {"lifecyclestage": "other"}}])
+    sync_world.settle()
+    state = sync_world.context.store.rollups.written_values([buyer])[buyer]
+    assert state["lifecyclestage"] == "other"
+
+    # The handlers run in this process: watch what the workers' HubSpot client reads.
+    workers_hubspot = cached_context().hubspot
+    read_types: list[str] = []
+    original_read = workers_hubspot.batch_read
+
+    def spy(object_type: str, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        read_types.append(object_type)
+        return original_read(object_type, *args, **kwargs)
+
+    monkeypatch.setattr(workers_hubspot, "batch_read", spy)
+    sync_world.salesforce.update("Opportunity", opportunity_id, {"StageName": "Closed Won"})
+    sync_world.settle()
+    after = _hubspot_contact(sync_world, buyer)
+    assert _number(after["total_revenue"]) == 1000
+    assert after["lifecyclestage"] == "other"  # not lowered to customer
+    assert "deals" in read_types  # the spy saw the sync's reads
+    assert "contacts" not in read_types  # the stage was known: no contact read before writing
+
+
 @pytest.fixture
 def read_only_rollups(sync_world: SyncWorld) -> Iterator[None]:
     sync_world.hubspot.apply_config({"readonly_rollup_properties": list(ROLLUP_PROPERTIES)})

@@ -32,6 +32,7 @@ from dealsync.services.rollups import (
     read_only_properties,
     recompute_contacts,
 )
+from dealsync.store.rollups import STAGE_SEEN_AT
 
 CONTACT = salesforce_id_18("003000000000001")
 HUBSPOT_ID = "5001"
@@ -174,19 +175,30 @@ def test_rollup_case(case: Case) -> None:
 def test_second_recompute_with_nothing_changed_writes_and_reads_nothing(case: Case) -> None:
     first = plan_contact(CONTACT, HUBSPOT_ID, case.rows, _state(case.written), NAMES, automatic_transitions=True)
     _, known = lifecycle_update(case.rows, case.stage, automatic_transitions=True)
-    state = next_state(first, known if first.needs_stage_read else first.known_stage)
+    state = next_state(first, known if first.needs_stage_read else first.known_stage, seen_ms=1_000)
     json.dumps(state)  # storable as is
     again = plan_contact(CONTACT, HUBSPOT_ID, case.rows, state, NAMES, automatic_transitions=True)
     assert again.patch == {}
     assert not again.needs_stage_read
 
 
-def test_a_known_stage_saves_the_read_until_the_rows_call_for_more() -> None:
-    state = {"hubspot_id": HUBSPOT_ID, "properties": {}, LIFECYCLE: "opportunity"}
+def test_a_known_stage_is_moved_forward_without_a_read() -> None:
+    # The known stage is kept current by the lifecyclestage webhook, so no read is needed before moving it.
+    state = {"hubspot_id": HUBSPOT_ID, "properties": {}, LIFECYCLE: "opportunity", STAGE_SEEN_AT: 5}
     open_only = plan_contact(CONTACT, HUBSPOT_ID, [row("006A")], state, NAMES, automatic_transitions=True)
     assert not open_only.needs_stage_read
     now_won = plan_contact(CONTACT, HUBSPOT_ID, [won("006A")], state, NAMES, automatic_transitions=True)
-    assert now_won.needs_stage_read  # the person may have moved it to evangelist/other meanwhile: look first
+    assert not now_won.needs_stage_read
+    assert lifecycle_update([won("006A")], now_won.known_stage, automatic_transitions=True) == ("customer", "customer")
+    assert next_state(now_won, "customer", seen_ms=9)[STAGE_SEEN_AT] == 9  # moved now
+    assert next_state(open_only, "opportunity", seen_ms=9)[STAGE_SEEN_AT] == 5  # unchanged: seen back then
+
+
+def test_a_stage_a_person_raised_is_known_and_not_lowered() -> None:
+    state = {"hubspot_id": HUBSPOT_ID, "properties": {}, LIFECYCLE: "evangelist", STAGE_SEEN_AT: 5}
+    plan = plan_contact(CONTACT, HUBSPOT_ID, [won("006A")], state, NAMES, automatic_transitions=True)
+    assert not plan.needs_stage_read
+    assert lifecycle_update([won("006A")], plan.known_stage, automatic_transitions=True) == (None, "evangelist")
 
 
 def test_transitions_off_never_read_or_set_the_stage() -> None:

@@ -1,4 +1,5 @@
-"""The HubSpot changes worker: every message on the queue is one webhook delivery, "these deals changed".
+"""The HubSpot changes worker: every message on the queue is one webhook delivery, "these deals changed"
+(and "this contact's lifecycle stage changed", kept for the rollup worker).
 
 Our own writes coming back (changeSource INTEGRATION with our app id) are dropped; every other deal
 event names a deal to re-read (creation, property and association changes, deletion, restore, merge).
@@ -17,10 +18,14 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import ValidationError
 
-from dealsync.models.events import HubSpotWebhookEvent, parse_hubspot_queue_body
+from dealsync.clients.errors import PermanentCrmError
+from dealsync.models.events import HubSpotWebhookEvent, describe_invalid, parse_hubspot_queue_body
 from dealsync.observability import logger, metrics
 from dealsync.services.context import SyncContext, cached_context
-from dealsync.services.deal_sync import sync_deals
+from dealsync.services.deal_sync import DEAL_RECORD_TYPE, sync_deals
+from dealsync.services.records import record_batch_failure
+from dealsync.services.resync import is_resync_event, refresh_for_resync
+from dealsync.services.rollups import LIFECYCLE, note_lifecycle_stages
 
 DEAL_ACTIONS = frozenset({"creation", "propertyChange", "associationChange", "deletion", "restore", "merge"})
 
@@ -34,11 +39,21 @@ class DealWork:
     associations: set[str] = field(default_factory=set)  # deals whose associations may have changed
     echoes: int = 0
     ignored: int = 0
+    contact_stages: dict[str, tuple[str, int]] = field(default_factory=dict)  # contact id -> (stage, occurredAt)
 
 
 def collect_events(message_id: str, events: Iterable[HubSpotWebhookEvent], app_id: str, work: DealWork) -> None:
     """Add one delivery's deal events to the batch's work (pure)."""
     for event in events:
+        if event.object_type == "contact" and event.action == "propertyChange" and event.property_name == LIFECYCLE:
+            if event.is_own_change(app_id):
+                work.echoes += 1  # the rollup worker set it and already keeps it
+                continue
+            # A person (or a workflow) moved the contact: its current stage, kept for the rollup worker.
+            contact_id, seen = str(event.object_id), work.contact_stages.get(str(event.object_id))
+            if seen is None or seen[1] <= event.occurred_at:
+                work.contact_stages[contact_id] = (str(event.property_value or ""), event.occurred_at)
+            continue
         if event.object_type != "deal" or event.action not in DEAL_ACTIONS:
             work.ignored += 1
             continue
@@ -70,18 +85,26 @@ def process_hubspot_changes(records: Sequence[Mapping[str, Any]], context: SyncC
         except (ValidationError, ValueError) as error:
             # Never valid: it goes to the DLQ after its receives, with the cause in the log.
             logger.error("malformed message on the HubSpot changes queue",
-                         extra={"message_id": message_id, "cause": str(error)[:500]})
+                         extra={"message_id": message_id, "cause": describe_invalid(error)[:500]})
             failed.add(message_id)
             continue
+        if any(is_resync_event(event) for event in message.events):
+            refresh_for_resync(context)  # an owner or field created since the cache was filled is seen
         collect_events(message_id, message.events, app_id, work)
     if work.echoes:
         metrics.add_metric(name="EchoesSkipped", unit=MetricUnit.Count, value=work.echoes)
+    if work.contact_stages:
+        note_lifecycle_stages(context, work.contact_stages)
     if work.deals:
         merges = {primary: sorted(merged) for primary, merged in work.merges.items() if merged}
-        report = sync_deals(context, sorted(work.deals), merges=merges,
-                            associations_for=work.associations, source="hubspot_changes")
-        for deal_id in report.retry:
-            failed |= work.deals.get(deal_id, set())
+        try:
+            report = sync_deals(context, sorted(work.deals), merges=merges,
+                                associations_for=work.associations, source="hubspot_changes")
+        except PermanentCrmError as error:  # the whole batch: recorded once, not redelivered in a loop
+            record_batch_failure(context, DEAL_RECORD_TYPE, sorted(work.deals), error)
+        else:
+            for deal_id in report.retry:
+                failed |= work.deals.get(deal_id, set())
     logger.info("HubSpot changes processed", extra={
         "messages": len(records), "deals": len(work.deals), "echoes": work.echoes, "ignored": work.ignored,
         "failed_messages": len(failed)})

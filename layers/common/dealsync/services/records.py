@@ -4,18 +4,21 @@ projection. Written once here so the two workers cannot drift apart."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from dealsync.clients.errors import PermanentCrmError
 from dealsync.mapping.fields import FieldSpec, salesforce_fields_to_read
 from dealsync.mapping.rules import SideSnapshot
 from dealsync.mapping.values import parse_datetime
 from dealsync.models.domain import ErrorCategory, RollupRow, ShadowValue
 from dealsync.models.events import RollupMessage
+from dealsync.observability import logger
 from dealsync.queues import send_messages
 from dealsync.services.context import SyncContext
+from dealsync.store.errors import _key as error_key  # the error item layout has one home
 
 DEAL_ID_FIELD = "HubSpot_Deal_Id__c"  # the opportunity's external id: the deal it is linked to
 UNIQUE_PROPERTY = "salesforce_opportunity_id"  # the deal's unique property: its opportunity
@@ -31,16 +34,23 @@ SYNC_CATEGORIES = frozenset({
 })
 
 
-def opportunity_select(context: SyncContext, specs: Sequence[FieldSpec]) -> str:
-    """The SELECT list that re-reads opportunities with everything either direction needs."""
+ROLE_FIELDS = ("Id", "ContactId", "IsPrimary", "IsDeleted")  # what is read of each contact role
+
+
+def opportunity_fields_read(context: SyncContext, specs: Sequence[FieldSpec]) -> list[str]:
+    """The opportunity's own fields either direction needs (the SELECT without its contact roles)."""
     available = context.opportunity_fields()
-    names = dict.fromkeys(salesforce_fields_to_read(specs))
+    names = dict.fromkeys(["Id", *salesforce_fields_to_read(specs)])
     names.update(dict.fromkeys(["AccountId", "CreatedDate", "IsClosed", "IsWon", "IsDeleted", "LastModifiedById",
                                 "OwnerId", DEAL_ID_FIELD]))
-    selected = [name for name in names if name in available or name == "Id"]
+    return [name for name in names if name in available or name == "Id"]
+
+
+def opportunity_select(context: SyncContext, specs: Sequence[FieldSpec]) -> str:
+    """The SELECT list that re-reads opportunities with everything either direction needs."""
     # Field names come from the describe and our own specs, never from input.
-    roles = "(SELECT Id, ContactId, IsPrimary, IsDeleted FROM OpportunityContactRoles)"
-    return ", ".join([*selected, roles])
+    roles = f"(SELECT {', '.join(ROLE_FIELDS)} FROM OpportunityContactRoles)"  # noqa: S608 - constant names
+    return ", ".join([*opportunity_fields_read(context, specs), roles])
 
 
 def salesforce_snapshot(record: Mapping[str, Any], specs: Sequence[FieldSpec],
@@ -95,6 +105,43 @@ def record_sync_errors(context: SyncContext, opportunity_id: str,
         context.store.errors.resolve(opportunity_id, stale)
 
 
+def record_batch_failure(context: SyncContext, record_type: str, record_ids: Iterable[str],
+                         error: PermanentCrmError) -> None:
+    """A permanent failure that stopped a whole batch (a missing scope, a refused read): every record
+    gets the error, once for this attempt, and the batch is not redelivered (it would fail the same way
+    until the cause changes; a resync or the change itself tries again)."""
+    ids = list(dict.fromkeys(record_ids))
+    for record_id in ids:
+        context.store.errors.record(error.category, record_type, record_id, error.message)
+    logger.warning("a permanent failure stopped the batch; recorded for each record", extra={
+        "record_type": record_type, "records": len(ids), "category": str(error.category), "cause": error.message})
+
+
+def existing_errors(context: SyncContext, record_type: str,
+                    record_ids: Iterable[str]) -> set[tuple[ErrorCategory, str]]:
+    """(category, record id) of every error these records have now, read by key (100 keys per call)
+    instead of one index query per record."""
+    keys = [error_key(category, record_type, record_id) for record_id in dict.fromkeys(record_ids)
+            for category in ErrorCategory]
+    return {(ErrorCategory(item["category"]), str(item["record_id"])) for item in context.store.table.batch_get(keys)}
+
+
+def record_sync_errors_batch(context: SyncContext, entries: Iterable[tuple[str, Sequence[tuple[ErrorCategory, str]],
+                                                                            Mapping[str, str]]],
+                             existing: set[tuple[ErrorCategory, str]]) -> None:
+    """:func:`record_sync_errors` for many opportunities, given what :func:`existing_errors` found: only
+    errors that exist are cleared, by key, a category at a time."""
+    stale: dict[ErrorCategory, list[str]] = {}
+    for opportunity_id, errors, related in entries:
+        for category, message in errors:
+            context.store.errors.record(category, "Opportunity", opportunity_id, message, related)
+        for category in SYNC_CATEGORIES - {category for category, _ in errors}:
+            if (category, opportunity_id) in existing:
+                stale.setdefault(category, []).append(opportunity_id)
+    for category, ids in stale.items():
+        context.store.errors.clear(category, "Opportunity", ids)
+
+
 def rollup_row(record: Mapping[str, Any]) -> RollupRow | None:
     created = parse_datetime(record.get("CreatedDate"))
     if created is None:
@@ -107,13 +154,23 @@ def rollup_row(record: Mapping[str, Any]) -> RollupRow | None:
     )
 
 
-def update_rollup_projection(context: SyncContext, records: Iterable[Mapping[str, Any]]) -> set[str]:
+def update_rollup_projection(context: SyncContext, records: Iterable[Mapping[str, Any]],
+                             without_rows: Collection[str] = ()) -> set[str]:
     """Refresh the projection rows of these (live) opportunities; returns the contacts affected."""
-    affected: set[str] = set()
+    return set().union(*rollup_projection_by_record(context, records, without_rows).values())
+
+
+def rollup_projection_by_record(context: SyncContext, records: Iterable[Mapping[str, Any]],
+                                without_rows: Collection[str] = ()) -> dict[str, set[str]]:
+    """Refresh the projection rows of these (live) opportunities; returns the contacts each affected.
+    ``without_rows``: opportunities known to have no rows yet (their rows are not looked up)."""
+    affected: dict[str, set[str]] = {}
     for record in records:
         row = rollup_row(record)
         if row is not None:
-            affected |= context.store.rollups.replace_opportunity(row, contact_role_ids(record))
+            before: set[str] | None = set() if str(record["Id"]) in without_rows else None
+            affected[str(record["Id"])] = context.store.rollups.replace_opportunity(
+                row, contact_role_ids(record), before=before)
     return affected
 
 

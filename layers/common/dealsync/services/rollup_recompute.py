@@ -17,9 +17,10 @@ from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import ValidationError
 
 from dealsync.clients.errors import CrmError, TransientCrmError
-from dealsync.models.events import ScheduledTask, parse_rollup_queue_body
+from dealsync.models.events import ScheduledTask, describe_invalid, parse_rollup_queue_body
 from dealsync.observability import logger, metrics
 from dealsync.queues import EnqueueError
+from dealsync.services.budget import check_batch, record_pause
 from dealsync.services.context import SyncContext, cached_context
 from dealsync.services.rollups import enqueue_full_recompute, recompute_contacts
 
@@ -35,7 +36,7 @@ def collect_contacts(records: Sequence[Mapping[str, Any]]) -> tuple[dict[str, se
             body = parse_rollup_queue_body(record["body"])
         except (ValidationError, ValueError) as error:
             logger.error("malformed message on the rollup queue",
-                         extra={"message_id": message_id, "cause": str(error)[:500]})
+                         extra={"message_id": message_id, "cause": describe_invalid(error)[:500]})
             malformed.add(message_id)
             continue
         if isinstance(body, ScheduledTask):
@@ -50,6 +51,11 @@ def process_rollup_messages(records: Sequence[Mapping[str, Any]], context: SyncC
     """Process an SQS batch; returns the partial-batch response."""
     contacts, full, failed = collect_contacts(records)
     for message_id in full:
+        verdict = check_batch(context)
+        if not verdict.allowed:
+            # The nightly run is a repair: skipped while the API budget is spent, the next one covers it.
+            record_pause(context, "RollupRecompute", "nightly", verdict)
+            continue
         try:
             enqueue_full_recompute(context)
         except EnqueueError as error:

@@ -4,15 +4,14 @@ HubSpot contacts in batches of 100, skip what did not change.
 A recompute of N contacts costs:
 - DynamoDB only for the facts: one query per contact (its projection rows), batch gets of the
   written-values state and of the CONTACT links. Zero Salesforce calls, zero HubSpot deal reads.
-- HubSpot: ``ceil(changed / 100)`` batch updates; the contact property definitions once per context
-  (cached, they tell which rollup properties are read-only); and batch reads of ``lifecyclestage``
-  (100 per call) only for contacts whose stage may have to move forward: stage unknown, or known
-  and below what the rows call for. The stage is read right before it is moved, so "never lowered"
-  holds even when a person changed it in HubSpot since (to ``evangelist``, ``other``...). The last
-  stage seen or set is kept in the written-values state, so a contact already at or past its target
-  (``customer``, ``evangelist``, ``other``, a custom stage) costs no read on later recomputes. A first
-  recompute of contacts dealsync never saw therefore costs up to one read call per 100 contacts
-  (see bench/rollups.py).
+- HubSpot: ``ceil(changed / 100)`` batch updates and the contact property definitions once per
+  context (cached, they tell which rollup properties are read-only). No contact reads: each linked
+  contact's current lifecycle stage is kept in its written-values state — seen when dealsync links the
+  contact (``services.contacts``), set by the recompute itself, and kept current by the app's
+  ``contact.propertyChange`` webhook on ``lifecyclestage`` (:func:`note_lifecycle_stages`), so a stage a
+  person raised (``evangelist``, ``other``, ``customer``) is known and never lowered. Only a contact
+  whose stage dealsync has never seen (linked before the stage was recorded) costs a batch read of
+  ``lifecyclestage`` (100 per call) before its stage is moved (see bench/rollups.py).
 
 The written-values state of a contact (``store.rollups.save_written_values``) is::
 
@@ -39,6 +38,7 @@ most one redundant write, and the next recompute repairs any interleaving.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -62,7 +62,7 @@ from dealsync.models.events import RollupMessage
 from dealsync.observability import logger, metrics
 from dealsync.queues import send_messages
 from dealsync.services.context import SyncContext
-from dealsync.store.rollups import CONTACT_INDEX_SHARDS
+from dealsync.store.rollups import CONTACT_INDEX_SHARDS, STAGE_SEEN_AT
 
 LIFECYCLE = "lifecyclestage"
 BATCH = 100
@@ -85,6 +85,7 @@ class ContactPlan:
     lifecycle_target: str | None  # what the rows call for (None: nothing)
     known_stage: str | None  # last stage seen or set (None: unknown)
     needs_stage_read: bool
+    known_stage_seen_ms: int = 0
 
 
 def read_only_properties(contact_properties: Iterable[Mapping[str, Any]]) -> set[str]:
@@ -116,18 +117,21 @@ def plan_contact(salesforce_id: str, hubspot_id: str, rows: Sequence[RollupRow],
     target = lifecycle_stage_for(None, rows, automatic_transitions)
     known = previous.get(LIFECYCLE)
     known_stage = None if known is None else str(known)
-    needs_read = target is not None and (
-        known_stage is None or lifecycle_stage_for(known_stage, rows, automatic_transitions) is not None)
-    return ContactPlan(salesforce_id, hubspot_id, destination, patch, target, known_stage, needs_read)
+    needs_read = target is not None and known_stage is None
+    return ContactPlan(salesforce_id, hubspot_id, destination, patch, target, known_stage, needs_read,
+                       int(previous.get(STAGE_SEEN_AT, 0)))
 
 
-def next_state(plan: ContactPlan, stage: str | None) -> dict[str, Any]:
+def next_state(plan: ContactPlan, stage: str | None, seen_ms: int) -> dict[str, Any]:
+    """The state after this recompute: the values written and the stage known (seen or set at ``seen_ms``;
+    a stage that did not change keeps the moment it was first seen)."""
     state: dict[str, Any] = {
         "hubspot_id": plan.hubspot_id,
         "properties": {name: value for name, value in plan.values.items() if value},
     }
     if stage is not None:
         state[LIFECYCLE] = stage
+        state[STAGE_SEEN_AT] = plan.known_stage_seen_ms if stage == plan.known_stage else seen_ms
     return state
 
 
@@ -301,21 +305,23 @@ def _apply(context: SyncContext, plans: Mapping[str, ContactPlan], rows: Mapping
         report.retry |= {plan.salesforce_id for plan in plans.values() if plan.needs_stage_read}
         plans = {sf_id: plan for sf_id, plan in plans.items() if not plan.needs_stage_read}
         current = {}
+    seen_ms = int(time.time() * 1000)
     updates: dict[str, dict[str, str]] = {}  # HubSpot id -> properties
     new_states: dict[str, dict[str, Any]] = {}
     by_hubspot: dict[str, ContactPlan] = {}
     for plan in plans.values():
         patch = dict(plan.patch)
         stage = plan.known_stage
-        if plan.needs_stage_read:
-            if plan.hubspot_id not in current:
-                report.missing_in_hubspot += 1
-                continue
-            to_set, stage = lifecycle_update(rows.get(plan.salesforce_id, []), current[plan.hubspot_id], automatic)
+        if plan.needs_stage_read and plan.hubspot_id not in current:
+            report.missing_in_hubspot += 1
+            continue
+        if plan.lifecycle_target is not None:
+            seen = current[plan.hubspot_id] if plan.needs_stage_read else plan.known_stage
+            to_set, stage = lifecycle_update(rows.get(plan.salesforce_id, []), seen, automatic)
             if to_set is not None:
                 patch[LIFECYCLE] = to_set
                 report.stages_set += 1
-        state = next_state(plan, stage)
+        state = next_state(plan, stage, seen_ms)
         if patch:
             updates[plan.hubspot_id] = patch
             by_hubspot[plan.hubspot_id] = plan
@@ -358,6 +364,19 @@ def _write(context: SyncContext, updates: Mapping[str, Mapping[str, str]]) -> se
     if failed:
         logger.warning("some contacts were not updated", extra={"failed": len(failed)})
     return {str(result["id"]) for result in results if "error" not in result and result.get("id")}
+
+
+def note_lifecycle_stages(context: SyncContext, stages: Mapping[str, tuple[str, int]], *,
+                          only_if_unknown: bool = False) -> int:
+    """Remember the current lifecycle stage of linked HubSpot contacts (HubSpot contact id -> (stage, epoch
+    ms when seen)), from a webhook or a read; contacts dealsync has not linked are ignored. Returns how
+    many states changed."""
+    if not stages:
+        return 0
+    links = context.store.links.get_many(LinkKind.CONTACT, Side.HUBSPOT, list(stages))
+    by_salesforce = {link.salesforce_id: (hubspot_id, *stages[hubspot_id])
+                     for hubspot_id, link in links.items() if link.is_active}
+    return context.store.rollups.note_lifecycle_stages(by_salesforce, only_if_unknown=only_if_unknown)
 
 
 # --- the full recompute -------------------------------------------------------------------------------

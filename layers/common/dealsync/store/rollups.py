@@ -11,10 +11,15 @@ import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from dealsync.models.domain import RollupRow
-from dealsync.store.dynamo import DynamoTable, Item, iso, now_utc, parse_iso
+from dealsync.store.dynamo import DynamoTable, Item, iso, now_utc, parse_iso, serialize
 
 CONTACT_INDEX_SHARDS = 16
+
+
+STAGE_SEEN_AT = "lifecyclestage_seen_ms"  # when the known lifecycle stage was seen or set (epoch ms)
 
 
 def _shard(contact_id: str) -> int:
@@ -41,11 +46,13 @@ class RollupStore:
         items = self.table.query("gsi1pk = :pk", {":pk": f"ROLLUPOPP#{opportunity_id}"}, index="gsi1")
         return {item["contact_id"] for item in items}
 
-    def replace_opportunity(self, row_template: RollupRow, contact_ids: Iterable[str]) -> set[str]:
-        """Make the opportunity's rows exactly one per contact given; returns every contact affected."""
+    def replace_opportunity(self, row_template: RollupRow, contact_ids: Iterable[str],
+                            before: set[str] | None = None) -> set[str]:
+        """Make the opportunity's rows exactly one per contact given; returns every contact affected.
+        ``before``: the contacts it has rows for, when the caller knows (saves the index query)."""
         opportunity_id = row_template.opportunity_id
         wanted = set(contact_ids)
-        before = self.contacts_of_opportunity(opportunity_id)
+        before = self.contacts_of_opportunity(opportunity_id) if before is None else before
         puts = []
         for contact_id in wanted:
             row = row_template.model_copy(update={"contact_id": contact_id})
@@ -85,6 +92,41 @@ class RollupStore:
             {"pk": f"ROLLUP#{contact_id}", "sk": "STATE", "values": dict(values), "written_at": moment}
             for contact_id, values in values_by_contact.items()
         ])
+
+    def note_lifecycle_stages(self, stages: Mapping[str, tuple[str, str, int]], *,
+                              only_if_unknown: bool = False) -> int:
+        """Remember each contact's current HubSpot lifecycle stage (Salesforce contact id -> (HubSpot contact
+        id, stage, epoch ms when seen)) in its written-values state. A stage seen earlier than the one
+        known is ignored (webhooks arrive in no promised order); with ``only_if_unknown``, any known stage
+        is kept. Only the stage attributes are touched, by conditional updates, so a recompute saving the
+        values it just wrote is never overwritten. Returns how many states changed."""
+        changed = 0
+        for contact_id, (hubspot_id, stage, seen_ms) in stages.items():
+            key = {"pk": f"ROLLUP#{contact_id}", "sk": "STATE"}
+            names = {"#values": "values", "#stage": "lifecyclestage", "#seen": STAGE_SEEN_AT, "#hs": "hubspot_id"}
+            newer = "attribute_not_exists(#values.#stage)" if only_if_unknown else (
+                "(attribute_not_exists(#values.#seen) OR #values.#seen < :seen)")
+            try:
+                self.table.update(key, "SET #values.#stage = :stage, #values.#seen = :seen", names=names,
+                                  values={":stage": stage, ":seen": seen_ms, ":hs": hubspot_id},
+                                  condition=f"#values.#hs = :hs AND {newer}")
+                changed += 1
+                continue
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                    raise
+            # No state for this HubSpot contact yet (new, or re-linked after a merge): start one.
+            fresh = {**key, "values": {"hubspot_id": hubspot_id, "properties": {}, "lifecyclestage": stage,
+                                       STAGE_SEEN_AT: seen_ms}, "written_at": iso(now_utc())}
+            try:
+                self.table.put(fresh, ConditionExpression="attribute_not_exists(pk) OR #values.#hs <> :hs",
+                               ExpressionAttributeNames={"#values": "values", "#hs": "hubspot_id"},
+                               ExpressionAttributeValues=serialize({":hs": hubspot_id}))
+                changed += 1
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                    raise  # otherwise: a state for this contact exists and already knows a stage as fresh
+        return changed
 
     def _index_item(self, contact_id: str) -> dict[str, Any]:
         return {"pk": f"ROLLUPCONTACTS#{_shard(contact_id):02d}", "sk": contact_id, "contact_id": contact_id}
