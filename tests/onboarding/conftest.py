@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from dealsync_local.log_privacy import log_privacy  # noqa: F401 - the session's logs hold no personal data
 from dealsync_local.pytest_fixtures import local_world  # noqa: F401 - the session world
 
 

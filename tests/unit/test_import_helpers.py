@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from pydantic import ValidationError
 
 from dealsync.models.events import ImportChunkMessage, ImportStartMessage, parse_import_queue_body
 from dealsync.services.import_batch import process_import_queue
+from dealsync.services.import_records import (
+    EnumerationOrderError,
+    chunk_records,
+    compact_record,
+    merge_contact_roles,
+    record_json,
+    typed_bulk_row,
+)
 from dealsync.services.imports import chunked, company_properties, domain_from_website, enumeration_soql
 from dealsync_cli.progress import RateMeter, bar, format_duration, progress_line
 
@@ -67,6 +77,101 @@ def test_a_malformed_message_alone_comes_back() -> None:
     # The context is never reached: neither body parses.
     response = process_import_queue(records, context=None)  # type: ignore[arg-type]
     assert response == {"batchItemFailures": [{"itemIdentifier": "m1"}, {"itemIdentifier": "m2"}]}
+
+
+def _opportunity(n: int) -> str:
+    return f"006{n:012d}AAA"
+
+
+def test_a_chunk_carries_its_records_in_the_order_of_its_ids() -> None:
+    records = [{"Id": _opportunity(1), "Name": "A"}, {"Id": _opportunity(2), "Name": "B"}]
+    chunk = ImportChunkMessage(job_id="j1", chunk=0, object="Opportunity", ids=[_opportunity(1), _opportunity(2)],
+                               records=records)
+    assert parse_import_queue_body(chunk.model_dump_json()) == chunk
+    with pytest.raises(ValidationError, match="same order"):
+        ImportChunkMessage(job_id="j1", chunk=0, object="Opportunity", ids=[_opportunity(2), _opportunity(1)],
+                           records=records)
+
+
+def test_bulk_csv_rows_become_the_records_the_rest_api_returns() -> None:
+    types = {"Amount": "currency", "IsWon": "boolean", "IsClosed": "boolean", "CreatedDate": "datetime",
+             "CloseDate": "date", "Name": "string", "TotalOpportunityQuantity": "double", "Seats__c": "int"}
+    row = {"Id": _opportunity(1), "Amount": "1500.5", "IsWon": "true", "IsClosed": "", "Name": "",
+           "CreatedDate": "2026-01-02T03:04:05.000Z", "CloseDate": "2026-06-30", "TotalOpportunityQuantity": "2.0",
+           "Seats__c": "12"}
+    assert typed_bulk_row(row, types) == {
+        "Id": _opportunity(1), "Amount": 1500.5, "IsWon": True, "IsClosed": False, "Name": None,
+        "CreatedDate": "2026-01-02T03:04:05.000+0000", "CloseDate": "2026-06-30", "TotalOpportunityQuantity": 2.0,
+        "Seats__c": 12}
+
+
+def test_a_rest_record_keeps_what_the_sync_reads_and_drops_paging() -> None:
+    record = {"attributes": {"type": "Opportunity"}, "Id": _opportunity(1), "Amount": 5.0,
+              "OpportunityContactRoles": {"totalSize": 1, "done": True, "records": [
+                  {"attributes": {"type": "OpportunityContactRole"}, "Id": "00K000000000001AAA",
+                   "ContactId": "003000000000001AAA", "IsPrimary": True, "IsDeleted": False}]}}
+    assert compact_record(record) == {"Id": _opportunity(1), "Amount": 5.0, "OpportunityContactRoles": {"records": [
+        {"Id": "00K000000000001AAA", "ContactId": "003000000000001AAA", "IsPrimary": True, "IsDeleted": False}]}}
+    assert compact_record({"Id": _opportunity(2), "OpportunityContactRoles": None})["OpportunityContactRoles"] is None
+
+
+def _role(n: int, opportunity: int) -> dict[str, object]:
+    return {"Id": f"00K{n:012d}AAA", "ContactId": f"003{n:012d}AAA", "IsPrimary": n % 2 == 0, "IsDeleted": False,
+            "OpportunityId": _opportunity(opportunity)}
+
+
+def test_contact_roles_are_merged_into_their_opportunities_streaming() -> None:
+    opportunities = [{"Id": _opportunity(n)} for n in (1, 2, 4)]
+    # Opportunity 3 is not in the first stream (created after its snapshot): its role is passed over.
+    roles = [_role(1, 1), _role(2, 1), _role(3, 3), _role(4, 4)]
+    consumed: list[str] = []
+
+    def role_stream() -> Iterator[dict[str, object]]:
+        for role in roles:
+            consumed.append(str(role["Id"]))
+            yield role
+
+    merged = merge_contact_roles(iter(opportunities), role_stream())
+    first = next(merged)
+    assert [role["ContactId"] for role in first["OpportunityContactRoles"]["records"]] == [
+        "003000000000001AAA", "003000000000002AAA"]
+    assert "OpportunityId" not in first["OpportunityContactRoles"]["records"][0]
+    assert len(consumed) == 3  # no further than the next opportunity's first role: memory stays flat
+    rest = list(merged)
+    assert rest[0]["OpportunityContactRoles"] is None
+    assert [role["Id"] for role in rest[1]["OpportunityContactRoles"]["records"]] == ["00K000000000004AAA"]
+
+
+def test_ids_are_merged_in_soql_order_which_ignores_case() -> None:
+    lower, upper = "0068d000000000aAAA", "0068d000000000AAAQ"  # SOQL: lower first; byte order: upper first
+    roles = [{**_role(1, 0), "OpportunityId": lower}, {**_role(2, 0), "OpportunityId": upper}]
+    merged = list(merge_contact_roles([{"Id": lower}, {"Id": upper}], roles))
+    assert [record["OpportunityContactRoles"]["records"][0]["Id"] for record in merged] == [
+        "00K000000000001AAA", "00K000000000002AAA"]
+
+
+def test_streams_out_of_order_are_refused_rather_than_losing_roles() -> None:
+    with pytest.raises(EnumerationOrderError, match="opportunities not in Id order"):
+        list(merge_contact_roles([{"Id": _opportunity(2)}, {"Id": _opportunity(1)}], []))
+    with pytest.raises(EnumerationOrderError, match="contact roles not in OpportunityId order"):
+        list(merge_contact_roles([{"Id": _opportunity(1)}, {"Id": _opportunity(3)}],
+                                 [_role(1, 2), _role(2, 1)]))
+
+
+def test_chunks_hold_at_most_the_size_and_the_bytes_and_a_huge_record_travels_by_id() -> None:
+    records = [{"Id": _opportunity(n), "Description": "x" * 300} for n in range(7)]
+    weight = len(record_json(records[0]).encode()) + 1
+    by_count = list(chunk_records(records, size=3))
+    assert [chunk.ids for chunk in by_count] == [[r["Id"] for r in records[i:i + 3]] for i in (0, 3, 6)]
+    assert all(chunk.records == records[i * 3:i * 3 + 3] for i, chunk in enumerate(by_count))
+    by_bytes = list(chunk_records(records, size=100, max_bytes=2 * weight))
+    assert [len(chunk.ids) for chunk in by_bytes] == [2, 2, 2, 1]
+    huge = {"Id": _opportunity(99), "Description": "y" * 5000}
+    mixed = list(chunk_records([records[0], huge, records[1]], size=100, max_bytes=4000))
+    assert [(chunk.ids, len(chunk.records)) for chunk in mixed] == [
+        ([records[0]["Id"]], 1), ([huge["Id"]], 0), ([records[1]["Id"]], 1)]
+    with pytest.raises(ValueError, match="at least 1"):
+        list(chunk_records(records, size=0))
 
 
 @pytest.mark.parametrize(("seconds", "text"), [

@@ -32,6 +32,7 @@ from werkzeug.wrappers import Request, Response
 
 from dealsync_local.emulator import EmulatorApp, Identity, json_response
 from dealsync_local.salesforce.bulk import BulkJobs
+from dealsync_local.salesforce.bulk_ingest import IngestJobs
 from dealsync_local.salesforce.errors import NOT_FOUND_MESSAGE, ApiError, MultipleMatchesError, RecordError, SfError
 from dealsync_local.salesforce.ids import (
     KEY_PREFIXES,
@@ -64,6 +65,8 @@ DEFAULT_MAX_API_VERSION = "66.0"
 COLLECTION_LIMIT = 200
 RETRIEVE_LIMIT = 2000
 MAX_URI_BYTES = 16_384
+CUSTOM_FIELD_TYPES = frozenset({"string", "textarea", "email", "phone", "url", "picklist", "multipicklist", "boolean",
+                                "double", "int", "currency", "percent", "date", "datetime"})
 _VERSION_RE = re.compile(r"^\d{2}\.0$")
 _JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 _JWT_AUDIENCES = ("https://login.salesforce.com", "https://test.salesforce.com")
@@ -151,9 +154,16 @@ URL_MAP = Map([
     _rule(f"{_P}/jobs/query/", "bulk_jobs", ["GET", "POST"]),
     _rule(f"{_P}/jobs/query/<job_id>/", "bulk_job", ["GET", "PATCH", "DELETE"]),
     _rule(f"{_P}/jobs/query/<job_id>/results/", "bulk_results", ["GET"]),
+    _rule(f"{_P}/jobs/ingest/", "ingest_jobs", ["GET", "POST"]),
+    _rule(f"{_P}/jobs/ingest/<job_id>/", "ingest_job", ["GET", "PATCH", "DELETE"]),
+    _rule(f"{_P}/jobs/ingest/<job_id>/batches/", "ingest_upload", ["PUT"]),
+    _rule(f"{_P}/jobs/ingest/<job_id>/<any(successfulResults, failedResults, unprocessedrecords):kind>/",
+          "ingest_results", ["GET"]),
     _rule("/services/oauth2/token", "oauth_token", ["POST"]),
 ], merge_slashes=False)
 
+# An update whose change lists only these fields changed no value.
+_AUDIT_ONLY_CHANGE = frozenset({"LastModifiedDate", "LastModifiedById"})
 _CONFIG_KEYS_READ_ONLY = frozenset({
     "org_id", "integration_user_id", "person_user_id", "integration_username", "person_username",
     "master_record_type_id",
@@ -176,6 +186,9 @@ _NOTIFICATION_KEYS = {
     "notification_max_age_seconds": "max_age_seconds",
     "delivery_timeout_seconds": "delivery_timeout_seconds",
     "callback_verify": "callback_verify",
+    "notification_shuffle": "shuffle",
+    "notification_duplicate_rate": "duplicate_rate",
+    "notification_seed": "seed",
 }
 
 
@@ -246,6 +259,7 @@ class SalesforceEmulator(EmulatorApp):
         self.usage = ApiUsage()
         self.store = Store(clock=self.clock, ids=self.ids, lock=self.lock, multi_currency=multi_currency)
         self.bulk = BulkJobs(self.store, self.clock, self.ids)
+        self.ingest = IngestJobs(self.store, self.clock, self.ids)
         self.cursors: dict[str, Cursor] = {}
         self.integration_user_id = ""
         self.person_user_id = ""
@@ -259,6 +273,7 @@ class SalesforceEmulator(EmulatorApp):
         )
         if outbound_message_fields is not None:
             settings.outbound_message_fields = list(outbound_message_fields)
+        self.field_writers: dict[tuple[str, str], str] = {}  # (record id, field) -> "integration" | "person"
         self.notifier = Notifier(
             settings=settings, ids=self.ids, snapshot=self._outbound_snapshot, org_id=lambda: self.org_id,
             instance_url=lambda: self.instance_url,
@@ -295,9 +310,11 @@ class SalesforceEmulator(EmulatorApp):
         return None
 
     def reset_state(self) -> None:
+        self.field_writers.clear()
         self.ids.reset()
         self.store.clear()
         self.bulk.clear()
+        self.ingest.clear()
         self.cursors.clear()
         self.usage = ApiUsage()
         self.notifier.clear()
@@ -420,6 +437,7 @@ class SalesforceEmulator(EmulatorApp):
             self.cursor_idle_seconds = float(value)
         elif key == "bulk_job_processing_seconds":
             self.bulk.processing_seconds = float(value)
+            self.ingest.processing_seconds = float(value)
         elif key == "clock_offset_seconds":
             self.clock.offset_seconds = float(value)
         elif key == "instance_url":
@@ -442,6 +460,7 @@ class SalesforceEmulator(EmulatorApp):
             "notifications/flush": self._control_flush,
             "rotate_token": self._control_rotate_token,
             "clock": self._control_clock,
+            "custom_field": self._control_custom_field,
         }
         handler = handlers.get(action)
         if handler is None:
@@ -461,6 +480,12 @@ class SalesforceEmulator(EmulatorApp):
 
     def _control_load(self, request: Request) -> Response:
         return json_response({"ids": self.load(self._control_body(request))})
+
+    def _control_custom_field(self, request: Request) -> Response:
+        """``{"sobject": "Opportunity", "name": "Region__c", "type": "string", ...}``: see add_custom_field."""
+        body = dict(self._control_body(request))
+        sobject, name, field_type = str(body.pop("sobject")), str(body.pop("name")), str(body.pop("type"))
+        return json_response(self.add_custom_field(sobject, name, field_type, **body), status=201)
 
     def _control_undelete(self, request: Request) -> Response:
         body = self._control_body(request)
@@ -510,6 +535,32 @@ class SalesforceEmulator(EmulatorApp):
             raise ValueError("records must map object names to lists of field dicts")
         with self.lock:
             return self.store.load(records, default_owner=self.person_user_id)
+
+    def add_custom_field(self, sobject: str, name: str, field_type: str, *, label: str | None = None,
+                         length: int = 255, precision: int = 18, scale: int = 0, updateable: bool = True,
+                         required: bool = False, picklist_values: Sequence[str] = ()) -> dict[str, Any]:
+        """Create a custom field as an admin does in Setup (describe, SOQL, writes and change events see it);
+        returns its describe entry. ``picklist_values`` for picklist and multipicklist fields."""
+        if not name.endswith("__c"):
+            raise ValueError(f"custom field names end with __c: {name}")
+        if field_type not in CUSTOM_FIELD_TYPES:
+            raise ValueError(f"unsupported custom field type {field_type}; one of {sorted(CUSTOM_FIELD_TYPES)}")
+        text = field_type in ("string", "textarea", "email", "phone", "url", "picklist", "multipicklist")
+        fdef = FieldDef(
+            name, field_type, label or name[:-3].replace("_", " "),
+            length=(32768 if field_type == "textarea" and length == 255 else length) if text else 0,
+            precision=precision if field_type in ("double", "currency", "percent", "int") else 0,
+            scale=scale if field_type in ("double", "currency", "percent") else 0,
+            digits=precision if field_type == "int" else 0,
+            nillable=field_type != "boolean" and not required, createable=updateable, updateable=updateable,
+            required=required, defaulted_on_create=field_type == "boolean",
+            default_value=False if field_type == "boolean" else None,
+            filterable=field_type not in ("textarea", "multipicklist"), custom=True,
+        )
+        with self.lock:
+            obj = self._object(sobject)
+            self.store.add_custom_field(obj.name, fdef, picklist_values)
+            return describe_field(fdef, self._describe_picklist(obj, fdef))
 
     def undelete(self, ids: Sequence[str], *, as_person: bool = True,
                  client: str | None = None) -> list[dict[str, Any]]:
@@ -624,8 +675,23 @@ class SalesforceEmulator(EmulatorApp):
         return json_response([e.rest() for e in errors], status=status)
 
     def _publish(self, changes: Sequence[Change], origin: str) -> None:
+        for change in changes:
+            self._note_writers(change)
         if changes:
             self.notifier.publish(changes, change_origin=origin, integration_user_id=self.integration_user_id)
+
+    def _note_writers(self, change: Change) -> None:
+        """Who last changed each field (under the lock), and updates that changed nothing, counted as the
+        integration's echoes when they rewrite a value a person set (it came from this side: it bounced)."""
+        writer = "integration" if change.user_id == self.integration_user_id else "person"
+        if change.change_type == "UPDATE" and set(change.changed_fields) <= _AUDIT_ONLY_CHANGE:
+            bounced = writer == "integration" and any(
+                self.field_writers.get((change.record_id, name)) == "person" for name in change.written_fields)
+            self.count_unchanged_write(writer, change.entity, change.record_id, echo=bounced)
+            return
+        names = change.changed_fields if change.change_type == "UPDATE" else list(change.payload)
+        for name in names:
+            self.field_writers[(change.record_id, name)] = writer
 
     def _outbound_snapshot(self, record_ids: Sequence[str],
                            fields: Sequence[str]) -> dict[str, list[tuple[FieldDef, Any]]]:
@@ -767,7 +833,7 @@ class SalesforceEmulator(EmulatorApp):
         return self._api(request, identity, version, handler)
 
     def _describe_picklist(self, obj: ObjectDef, fdef: FieldDef) -> list[dict[str, Any]]:
-        if fdef.type != "picklist":
+        if fdef.type not in ("picklist", "multipicklist"):
             return []
         return [picklist_entry(value, label, default=(fdef.name == "CurrencyIsoCode"
                                                       and value == self.store.corporate_currency))
@@ -1295,6 +1361,55 @@ class SalesforceEmulator(EmulatorApp):
                 "Sforce-Locator": locator, "Sforce-NumberOfRecords": str(count),
             })
         return self._api(request, identity, version, handler)
+
+    def ingest_jobs(self, request: Request, identity: Identity | None, version: str) -> Response:
+        def handler(who: Identity) -> Response:
+            with self.lock:
+                if request.method == "GET":
+                    return json_response(self.ingest.list())
+                job = self.ingest.create(self._json_body(request), who.user_id, version)
+                return json_response(job.info(full=False))
+        return self._api(request, identity, version, handler)
+
+    def ingest_job(self, request: Request, identity: Identity | None, version: str, job_id: str) -> Response:
+        def handler(who: Identity) -> Response:
+            with self.lock:
+                if request.method == "GET":
+                    return json_response(self.ingest.poll(job_id))
+                if request.method == "PATCH":
+                    ctx = self._context(request, who, version)
+                    job = self.ingest.set_state(job_id, self._json_body(request),
+                                                lambda operation, obj, rows: self._ingest(ctx, operation, obj, rows))
+                    return json_response(job.info(full=False))
+                self.ingest.delete(job_id)
+                return Response(status=204)
+        return self._api(request, identity, version, handler)
+
+    def ingest_upload(self, request: Request, identity: Identity | None, version: str, job_id: str) -> Response:
+        def handler(who: Identity) -> Response:
+            with self.lock:
+                self.ingest.upload(job_id, request.get_data(), request.headers.get("Content-Type", ""))
+            return Response(status=201)
+        return self._api(request, identity, version, handler)
+
+    def ingest_results(self, request: Request, identity: Identity | None, version: str, job_id: str,
+                       kind: str) -> Response:
+        def handler(who: Identity) -> Response:
+            with self.lock:
+                text = self.ingest.results(job_id, kind)
+            return Response(text, status=200, mimetype="text/csv")
+        return self._api(request, identity, version, handler)
+
+    def _ingest(self, ctx: WriteContext, operation: str, obj: ObjectDef,
+                rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """An ingest job's rows, each written as one record of a collection request (not all-or-none)."""
+        if operation == "delete":
+            ids = [str(row.get("Id", "")) for row in rows]
+            return self._run_collection(ctx, [self._delete_op(record_id, ctx) for record_id in ids], False,
+                                        failed_id=ids)
+        method = "POST" if operation == "insert" else "PATCH"
+        return self._run_collection(ctx, [self._collection_op(method, {"attributes": {"type": obj.name}, **row}, ctx)
+                                          for row in rows], False, failed_id=[str(row.get("Id", "")) for row in rows])
 
     # --- endpoints: OAuth ------------------------------------------------------------------------
     def oauth_token(self, request: Request, identity: Identity | None) -> Response:

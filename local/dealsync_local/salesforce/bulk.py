@@ -12,7 +12,7 @@ import csv
 import io
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from dealsync_local.salesforce.errors import ApiError
 from dealsync_local.salesforce.ids import BULK_JOB_PREFIX, IdFactory
@@ -80,17 +80,46 @@ class QueryJob:
         return data
 
 
-class BulkJobs:
+def csv_format(body: dict[str, Any]) -> tuple[str, str]:
+    """A job's CSV column delimiter and line ending, as its creation request names them (query and ingest)."""
+    delimiter, line_ending = body.get("columnDelimiter", "COMMA"), body.get("lineEnding", "LF")
+    if delimiter not in DELIMITERS:
+        raise ApiError(400, "INVALIDJOB", f"Invalid columnDelimiter: {delimiter}")
+    if line_ending not in LINE_ENDINGS:
+        raise ApiError(400, "INVALIDJOB", f"Invalid lineEnding: {line_ending}")
+    if body.get("contentType", "CSV") != "CSV":
+        raise ApiError(400, "INVALIDJOB", "Only CSV content is supported")
+    return delimiter, line_ending
+
+
+class _Job(Protocol):
+    def info(self, *, full: bool = True) -> dict[str, Any]: ...
+
+
+class JobBook[J: _Job]:
+    """The jobs of one kind (query or ingest): kept by id, listed, forgotten on reset."""
+
     def __init__(self, store: Store, clock: Clock, ids: IdFactory) -> None:
         self.store = store
         self.clock = clock
         self.ids = ids
-        self.jobs: dict[str, QueryJob] = {}
+        self.jobs: dict[str, J] = {}
         self.processing_seconds = 0.0
 
     def clear(self) -> None:
         self.jobs.clear()
 
+    def get(self, job_id: str) -> J:
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
+        return job
+
+    def list(self) -> dict[str, Any]:
+        return {"done": True, "records": [job.info(full=False) for job in self.jobs.values()], "nextRecordsUrl": None}
+
+
+class BulkJobs(JobBook[QueryJob]):
     def create(self, body: Any, user_id: str, version: str) -> QueryJob:
         if not isinstance(body, dict):
             raise ApiError(400, "INVALIDJOB", "The request body must be a JSON object")
@@ -100,14 +129,7 @@ class BulkJobs:
         text = body.get("query")
         if not isinstance(text, str) or not text.strip():
             raise ApiError(400, "INVALIDJOB", "A query must be specified")
-        delimiter = body.get("columnDelimiter", "COMMA")
-        line_ending = body.get("lineEnding", "LF")
-        if delimiter not in DELIMITERS:
-            raise ApiError(400, "INVALIDJOB", f"Invalid columnDelimiter: {delimiter}")
-        if line_ending not in LINE_ENDINGS:
-            raise ApiError(400, "INVALIDJOB", f"Invalid lineEnding: {line_ending}")
-        if body.get("contentType", "CSV") != "CSV":
-            raise ApiError(400, "INVALIDJOB", "Only CSV content is supported for query jobs")
+        delimiter, line_ending = csv_format(body)
         try:
             query = parse(text)
             compiled = Compiler(self.store, text, self.clock.now()).compile(query)
@@ -128,12 +150,6 @@ class BulkJobs:
             ready_at=time.monotonic() + self.processing_seconds,
         )
         self.jobs[job.id] = job
-        return job
-
-    def get(self, job_id: str) -> QueryJob:
-        job = self.jobs.get(job_id)
-        if job is None:
-            raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
         return job
 
     def poll(self, job_id: str) -> dict[str, Any]:
@@ -192,6 +208,3 @@ class BulkJobs:
         if end < len(job.record_ids):
             next_locator = base64.b64encode(str(end).encode()).decode().rstrip("=")
         return buffer.getvalue(), next_locator, size
-
-    def list(self) -> dict[str, Any]:
-        return {"done": True, "records": [job.info(full=False) for job in self.jobs.values()], "nextRecordsUrl": None}

@@ -17,12 +17,21 @@ from hubspot import HubSpot
 
 from dealsync.clients.credentials import HubSpotCredentials
 from dealsync.clients.errors import ApiBudgetExceededError, CrmError, PermanentCrmError, TransientCrmError
-from dealsync.clients.ratelimit import BURST_PER_TEN_SECONDS, SEARCH_PER_SECOND, SlidingWindowLimiter
+from dealsync.clients.ratelimit import (
+    BURST_INTERVAL_SECONDS,
+    BURST_PER_TEN_SECONDS,
+    SEARCH_PER_SECOND,
+    HubSpotUsageListener,
+    RequestLimiter,
+    SlidingWindowLimiter,
+    parse_hubspot_daily,
+)
 from dealsync.models.domain import ErrorCategory
 
 CRM = "hubspot"
 BATCH_LIMIT = 100
 HISTORY_BATCH_LIMIT = 50  # batch reads with propertiesWithHistory take at most 50 inputs
+ASSOCIATION_CREATE_LIMIT = 2_000  # v4 batch create takes up to 2,000 inputs (reference §3.4)
 SEARCH_PAGE = 200
 
 
@@ -69,11 +78,13 @@ def classify(error: Exception) -> CrmError:
 
 
 class _CachedApiFactory:
-    """The SDK builds a new ApiClient (and TLS pool) on every attribute access; keep one per API."""
+    """The SDK builds a new ApiClient (and TLS pool) on every attribute access; keep one per API.
+    Each ApiClient's requests are reported to ``observe`` with their response headers (errors too)."""
 
-    def __init__(self) -> None:
+    def __init__(self, observe: Callable[[Any], None]) -> None:
         self._apis: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
+        self._observe = observe
 
     def __call__(self, package: Any, api_name: str, config: dict[str, Any]) -> Any:
         key = (package.__name__, api_name)
@@ -87,22 +98,45 @@ class _CachedApiFactory:
                         setattr(configuration, name, value)
                 api_client = package.ApiClient(configuration=configuration)
                 api_client.user_agent = f"dealsync; hubspot-api-client-python {metadata.version('hubspot-api-client')}"
+                api_client.request = self._observed(api_client.request)
                 self._apis[key] = getattr(package, api_name)(api_client=api_client)
             return self._apis[key]
+
+    def _observed(self, request: Callable[..., Any]) -> Callable[..., Any]:
+        def observed(*args: Any, **kwargs: Any) -> Any:
+            try:
+                response = request(*args, **kwargs)
+            except Exception as error:  # the SDK's ApiException carries the response headers
+                self._observe(getattr(error, "headers", None))
+                raise
+            self._observe(response.getheaders())
+            return response
+
+        return observed
 
 
 class HubSpotClient:
     def __init__(self, credentials: HubSpotCredentials, tier: str = "professional", max_attempts: int = 4,
-                 backoff_seconds: float = 0.5, max_rate_limit_wait: float = 10.0) -> None:
+                 backoff_seconds: float = 0.5, max_rate_limit_wait: float = 10.0,
+                 max_rate_limited_attempts: int = 12, burst_limiter: RequestLimiter | None = None,
+                 search_limiter: RequestLimiter | None = None,
+                 usage_listener: HubSpotUsageListener | None = None) -> None:
         self.credentials = credentials
         self.max_attempts = max_attempts
         self.backoff_seconds = backoff_seconds
         self.max_rate_limit_wait = max_rate_limit_wait
+        # A 429 of the burst or search policy is a wait, not a failure: retried apart from max_attempts.
+        self.max_rate_limited_attempts = max_rate_limited_attempts
         self.calls = 0
-        self.burst = SlidingWindowLimiter(BURST_PER_TEN_SECONDS.get(tier, 100), 10.0)
-        self.search_limit = SlidingWindowLimiter(SEARCH_PER_SECOND, 1.0)
+        self.rate_limited = 0  # 429s met (burst or search policy)
+        self.burst: RequestLimiter = burst_limiter or SlidingWindowLimiter(
+            BURST_PER_TEN_SECONDS.get(tier, 100), BURST_INTERVAL_SECONDS)
+        self.search_limit: RequestLimiter = search_limiter or SlidingWindowLimiter(SEARCH_PER_SECOND, 1.0)
+        # Told of every answered request with the account's daily allowance (counting, pausing on DAILY).
+        self.usage_listener = usage_listener
         options: dict[str, Any] = {"access_token": credentials.access_token.get_secret_value(),
-                                   "host": credentials.base_url.rstrip("/"), "api_factory": _CachedApiFactory()}
+                                   "host": credentials.base_url.rstrip("/"),
+                                   "api_factory": _CachedApiFactory(self._observe_headers)}
         if credentials.ca_file:
             options["ssl_ca_cert"] = credentials.ca_file
         self.api = HubSpot(**options)
@@ -111,22 +145,41 @@ class HubSpotClient:
         self._http.trust_env = False
         self._http.verify = credentials.ca_file or True
         self._http.headers["Authorization"] = f"Bearer {credentials.access_token.get_secret_value()}"
+        self._http.hooks["response"].append(lambda response, *args, **kwargs: self._observe_headers(response.headers))
+
+    def _observe_headers(self, headers: Any) -> None:
+        if self.usage_listener is not None:
+            self.usage_listener.answered(*parse_hubspot_daily(dict(headers) if headers else None))
 
     def _call(self, operation: Callable[[], Any], search: bool = False, retry: bool = True) -> Any:
-        attempt = 0
+        failures = 0  # failures other than rate limits
+        rate_limited = 0
         while True:
-            attempt += 1
-            self.burst.acquire()
             if search:
-                self.search_limit.acquire()
+                self.search_limit.acquire()  # search has its own limit and does not count in the burst
+            else:
+                self.burst.acquire()
             self.calls += 1
             try:
                 return operation()
             except Exception as error:  # classified below; anything unknown is treated as transient
                 classified = classify(error)
-                if not isinstance(classified, TransientCrmError) or not retry or attempt >= self.max_attempts:
+                if isinstance(classified, ApiBudgetExceededError) and self.usage_listener is not None:
+                    self.usage_listener.daily_limit_reached()  # search's DAILY 429s carry no headers
+                if not isinstance(classified, TransientCrmError) or not retry:
                     raise classified from error
-                wait = getattr(classified, "retry_after", self.backoff_seconds * 2 ** (attempt - 1))
+                if classified.status == 429:
+                    # The burst (or search) window is full, e.g. shared with another app's traffic: wait it out.
+                    rate_limited += 1
+                    self.rate_limited += 1
+                    if rate_limited >= self.max_rate_limited_attempts:
+                        raise classified from error
+                    wait = float(getattr(classified, "retry_after", 1.0))
+                else:
+                    failures += 1
+                    if failures >= self.max_attempts:
+                        raise classified from error
+                    wait = self.backoff_seconds * 2 ** (failures - 1)
                 time.sleep(min(wait, self.max_rate_limit_wait))
 
     # --- objects --------------------------------------------------------------------------------
@@ -146,6 +199,15 @@ class HubSpotClient:
                 object_type, batch_read_input_simple_public_object_id=body, archived=archived))
             found += [_plain(result.to_dict()) for result in response.results]
         return found
+
+    def list_page(self, object_type: str, properties: Sequence[str], after: str | None = None,
+                  limit: int = BATCH_LIMIT) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of every (unarchived) record, and the cursor of the next page (None at the end)."""
+        response = self._call(partial(self.api.crm.objects.basic_api.get_page, object_type, limit=limit,
+                                      after=after, properties=list(properties)))
+        paging = response.paging
+        next_after = paging.next.after if paging and paging.next else None
+        return [_plain(result.to_dict()) for result in response.results], next_after
 
     def batch_upsert(self, object_type: str, id_property: str,
                      inputs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -212,8 +274,8 @@ class HubSpotClient:
 
     def associations_create(self, from_type: str, to_type: str,
                             pairs: Sequence[tuple[str, str, int]]) -> None:
-        """Create labelled associations (from id, to id, HubSpot-defined type id)."""
-        for chunk in _chunks(list(pairs), BATCH_LIMIT):
+        """Create labelled associations (from id, to id, HubSpot-defined type id), 2,000 per call."""
+        for chunk in _chunks(list(pairs), ASSOCIATION_CREATE_LIMIT):
             body = {"inputs": [
                 {"from": {"id": from_id}, "to": {"id": to_id},
                  "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": type_id}]}

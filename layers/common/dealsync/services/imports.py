@@ -4,18 +4,23 @@ A job moves through three parts, each safe to repeat:
 
 1. :func:`start_import` (the operator): checks the toggles (DESIGN 1.1), creates the job and puts an
    :class:`ImportStartMessage` on the import queue.
-2. :func:`run_coordinator` (an ``import_batch`` worker receiving that message): enumerates the
-   Salesforce ids in ``Id`` order — REST query pages, or one Bulk API 2.0 job above
-   :data:`BULK_THRESHOLD` rows — and, group by group, records chunks of at most 100 ids together with
-   the job's totals and cursor (next chunk number, last id) in one transaction, then queues an
-   :class:`ImportChunkMessage` per chunk. A coordinator that dies is continued when its message comes
+2. :func:`run_coordinator` (an ``import_batch`` worker receiving that message): enumerates Salesforce
+   in ``Id`` order — REST query pages, or Bulk API 2.0 above :data:`BULK_THRESHOLD` rows — and, group by
+   group, records chunks of at most 100 records together with the job's totals and cursor (next chunk
+   number, last id) in one transaction, then queues an :class:`ImportChunkMessage` per chunk. Account
+   and contact chunks hold ids; opportunity chunks carry the full records (the engine's own SELECT with
+   the contact roles, see ``import_records``), on the message and on the chunk item, so neither a worker
+   nor a resume reads Salesforce again. A coordinator that dies is continued when its message comes
    back (or on resume): it queues the pending chunks again and skips the ids already recorded. When
    every chunk is queued the job goes ``running``.
-3. :func:`process_chunk` (``import_batch`` workers): writes the chunk in bulk and counts it with
+3. :func:`process_chunks` (``import_batch`` workers): writes the chunks of one invocation in bulk —
+   opportunity chunks together in one run of the sync engine in import mode, so their deals cost one
+   upsert per 100 and their associations a few calls for all of them — and counts each with
    ``jobs.complete_chunk`` (a redelivered chunk never counts twice). A chunk worth retrying (a
    transient CRM failure) is not counted: the queue redelivers it, and after the DLQ
    :func:`resume_import` queues the still-pending chunks again. The job completes — once, by a
-   conditional write — when ``chunks_done == chunks_total`` after enumeration ended.
+   conditional write — when ``chunks_done == chunks_total`` after enumeration ended; an opportunity
+   import first writes its deal ids back to Salesforce in one Bulk API 2.0 job (``import_writeback``).
 
 Every write is idempotent (companies by batch upsert on the unique ``salesforce_account_id``, contacts
 by e-mail, deals by batch upsert on ``salesforce_opportunity_id``, links by conditional transaction),
@@ -24,7 +29,9 @@ so running an import twice, or a chunk twice, creates nothing twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import dataclasses
+import json
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -40,18 +47,30 @@ from dealsync.models.events import (
     SalesforceChangeMessage,
 )
 from dealsync.observability import logger
-from dealsync.queues import send_messages
+from dealsync.queues import SEND_BATCH_LIMIT, send_messages
+from dealsync.services.budget import check_batch, pause_job, verdict_from_error
 from dealsync.services.contacts import link_contacts
 from dealsync.services.context import SyncContext
-from dealsync.services.opportunity_sync import sync_opportunities
+from dealsync.services.import_records import CHUNK_SIZE as CHUNK_SIZE  # re-exported: one home for the size
+from dealsync.services.import_records import (
+    RecordChunk,
+    chunk_records,
+    enumerate_opportunities,
+    read_opportunities,
+)
+from dealsync.services.import_writeback import enqueue_job_rollups, save_chunk_results, write_back_deal_ids
+from dealsync.services.opportunity_sync import SyncReport, sync_opportunity_records
 from dealsync.store.dynamo import iso, now_utc, serialize
 from dealsync.store.jobs import _chunk_key, _job_key  # the job item layout has one home
 
 KINDS: Final[dict[str, ImportObject]] = {"accounts": "Account", "contacts": "Contact", "opportunities": "Opportunity"}
 OBJECT_KINDS: Final[dict[str, str]] = {sobject: kind for kind, sobject in KINDS.items()}
-CHUNK_SIZE: Final = 100
-BULK_THRESHOLD: Final = 10_000  # above this many rows, enumerate with one Bulk API 2.0 query job
-CHUNKS_PER_GROUP: Final = 50  # chunks recorded and queued together before the cursor is saved
+BULK_THRESHOLD: Final = 10_000  # above this many rows, enumerate with Bulk API 2.0 query jobs
+# Chunks recorded (one DynamoDB transaction: at most 4 MB, so 10 chunks of <= 200 KB) and queued together
+# before the cursor is saved.
+CHUNKS_PER_GROUP: Final = 10
+CARRIED_OBJECTS: Final = frozenset({"Opportunity"})  # chunks carry the records, not only their ids
+SQS_BATCH_BYTES: Final = 262_144  # SendMessageBatch: the messages together at most 256 KB
 COMPANY_UNIQUE_PROPERTY: Final = "salesforce_account_id"
 
 
@@ -61,11 +80,15 @@ class ImportNotFoundError(LookupError):
 
 @dataclass(frozen=True)
 class ChunkOutcome:
-    """What one chunk did: ``retry`` says the chunk must come back (nothing was counted)."""
+    """What one chunk did: ``retry`` says the chunk must come back (nothing was counted); ``paused``
+    that the API budget paused the job (nothing counted, the chunk stays pending until the resume)."""
 
     done: int = 0
     failed: int = 0
     retry: str | None = None
+    paused: str | None = None
+    writeback: Mapping[str, str] = field(default_factory=dict)  # opportunity -> deal id, for the job's end
+    rollups: frozenset[str] = frozenset()  # contacts whose rollups the chunk affected, for the job's end
 
 
 @dataclass(frozen=True)
@@ -200,29 +223,52 @@ def start_import(context: SyncContext, kind: str, chunk_size: int = CHUNK_SIZE) 
 # --- 2. the coordinator ----------------------------------------------------------------------------
 
 
-def _enumerate(context: SyncContext, sobject: str) -> Iterator[str]:
+def _enumerate(context: SyncContext, sobject: str) -> Iterator[dict[str, Any]]:
+    """The object's records in ``Id`` order: opportunities in full (the chunks carry them), the others
+    as ids (their workers read what they need)."""
+    if sobject in CARRIED_OBJECTS:
+        yield from enumerate_opportunities(context, BULK_THRESHOLD)
+        return
     soql = enumeration_soql(sobject)
     if context.salesforce.count(sobject) > BULK_THRESHOLD:
         for row in context.salesforce.bulk_query(soql):
             if row.get("Id"):
-                yield row["Id"]
+                yield {"Id": row["Id"]}
         return
     for record in context.salesforce.iter_query(soql):
-        yield str(record["Id"])
+        yield {"Id": str(record["Id"])}
+
+
+def _chunk_items(context: SyncContext, job_id: str) -> Iterator[dict[str, Any]]:
+    return context.store.table.query("pk = :pk AND begins_with(sk, :chunk)",
+                                     {":pk": f"JOB#{job_id}", ":chunk": "CHUNK#"}, consistent=True)
 
 
 def _recorded_ids(context: SyncContext, job_id: str) -> set[str]:
     """The ids already in the job's chunks (what a restarted coordinator skips)."""
-    items = context.store.table.query("pk = :pk AND begins_with(sk, :chunk)",
-                                      {":pk": f"JOB#{job_id}", ":chunk": "CHUNK#"}, consistent=True)
-    return {str(record_id) for item in items for record_id in item.get("ids", [])}
+    return {str(record_id) for item in _chunk_items(context, job_id) for record_id in item.get("ids", [])}
+
+
+def _pending_chunks(context: SyncContext, job_id: str) -> Iterator[tuple[int, RecordChunk]]:
+    """The job's chunks not counted yet, with the records they carry (read page by page)."""
+    for item in _chunk_items(context, job_id):
+        if item.get("status") == "pending":
+            records = json.loads(item["records"]) if item.get("records") else []
+            yield int(str(item["sk"]).removeprefix("CHUNK#")), RecordChunk(ids=list(item["ids"]), records=records)
 
 
 class _SupersededError(Exception):
     """Another coordinator of the same job (a duplicate delivery) recorded these chunks first."""
 
 
-def _record_chunks(context: SyncContext, job_id: str, chunks: Sequence[tuple[int, Sequence[str]]],
+def _chunk_item(job_id: str, number: int, chunk: RecordChunk) -> dict[str, Any]:
+    item: dict[str, Any] = {**_chunk_key(job_id, number), "ids": list(chunk.ids), "status": "pending"}
+    if chunk.records:  # kept with the chunk, so a resume queues it again without reading Salesforce
+        item["records"] = json.dumps(chunk.records, separators=(",", ":"))
+    return item
+
+
+def _record_chunks(context: SyncContext, job_id: str, chunks: Sequence[tuple[int, RecordChunk]],
                    expected_next: int) -> None:
     """Record a group of chunks and move the job's cursor past them in ONE transaction.
 
@@ -232,9 +278,9 @@ def _record_chunks(context: SyncContext, job_id: str, chunks: Sequence[tuple[int
     chunk items (new ones only), the totals and the cursor move together, or not at all."""
     moment = iso(now_utc())
     items: list[dict[str, Any]] = [
-        {"Put": {"Item": serialize({**_chunk_key(job_id, number), "ids": list(ids), "status": "pending"}),
+        {"Put": {"Item": serialize(_chunk_item(job_id, number, chunk)),
                  "ConditionExpression": "attribute_not_exists(pk)"}}
-        for number, ids in chunks
+        for number, chunk in chunks
     ]
     items.append({"Update": {
         "Key": serialize(_job_key(job_id)),
@@ -243,8 +289,8 @@ def _record_chunks(context: SyncContext, job_id: str, chunks: Sequence[tuple[int
         "ConditionExpression": "next_chunk = :expected",
         "ExpressionAttributeNames": {"#total": "total"},
         "ExpressionAttributeValues": serialize({
-            ":chunks": len(chunks), ":records": sum(len(ids) for _, ids in chunks), ":now": moment,
-            ":cursor": chunks[-1][1][-1], ":next": expected_next + len(chunks), ":expected": expected_next}),
+            ":chunks": len(chunks), ":records": sum(len(chunk.ids) for _, chunk in chunks), ":now": moment,
+            ":cursor": chunks[-1][1].ids[-1], ":next": expected_next + len(chunks), ":expected": expected_next}),
     }})
     try:
         context.store.table.transact(items)
@@ -255,11 +301,22 @@ def _record_chunks(context: SyncContext, job_id: str, chunks: Sequence[tuple[int
 
 
 def _send_chunks(context: SyncContext, job_id: str, sobject: ImportObject,
-                 chunks: Sequence[tuple[int, Sequence[str]]]) -> None:
-    bodies = [ImportChunkMessage(job_id=job_id, chunk=number, object=sobject, ids=list(ids)).model_dump_json()
-              for number, ids in chunks]
-    if bodies:
-        send_messages(context.queues["import"], bodies)
+                 chunks: Iterable[tuple[int, RecordChunk]]) -> int:
+    """Queue chunk messages, each SendMessageBatch within SQS's 10 messages and 256 KB; returns how many."""
+    batch: list[str] = []
+    size = sent = 0
+    for number, chunk in chunks:
+        body = ImportChunkMessage(job_id=job_id, chunk=number, object=sobject, ids=list(chunk.ids),
+                                  records=chunk.records).model_dump_json()
+        weight = len(body.encode())
+        if batch and (len(batch) >= SEND_BATCH_LIMIT or size + weight > SQS_BATCH_BYTES):
+            sent += send_messages(context.queues["import"], batch)
+            batch, size = [], 0
+        batch.append(body)
+        size += weight
+    if batch:
+        sent += send_messages(context.queues["import"], batch)
+    return sent
 
 
 def run_coordinator(context: SyncContext, message: ImportStartMessage) -> Job | None:
@@ -268,8 +325,12 @@ def run_coordinator(context: SyncContext, message: ImportStartMessage) -> Job | 
     if job is None:
         logger.warning("import start for an unknown job", extra={"job_id": message.job_id})
         return None
-    if job.status is not JobStatus.PENDING:
-        return job  # enumerated already: a redelivered start message
+    if job.status is not JobStatus.PENDING:  # enumerated already: a redelivered start message
+        return maybe_finish(context, job.job_id) if job.status is JobStatus.RUNNING else job
+    verdict = check_batch(context)
+    if not verdict.allowed:  # the resume (by the poll, when the budget allows) queues the start again
+        pause_job(context, job.job_id, verdict)
+        return context.store.jobs.get(job.job_id)
     cursor = _read_cursor(context, job.job_id)
     chunk_size = min(message.chunk_size, CHUNK_SIZE)
     recorded: set[str] = set()
@@ -277,30 +338,34 @@ def run_coordinator(context: SyncContext, message: ImportStartMessage) -> Job | 
         # A coordinator before this one died after recording chunks: the ones it may not have queued
         # are still pending (queued twice is harmless: a chunk counts once), and the ids it recorded
         # are skipped — whatever order Salesforce gives this time, and whatever was created since.
-        _send_chunks(context, job.job_id, message.object, context.store.jobs.pending_chunks(job.job_id))
+        _send_chunks(context, job.job_id, message.object, _pending_chunks(context, job.job_id))
         recorded = _recorded_ids(context, job.job_id)
-    buffer: list[str] = []
+    group: list[tuple[int, RecordChunk]] = []
 
     def flush() -> None:
-        if not buffer:
+        if not group:
             return
-        chunks = chunked(buffer, chunk_size, cursor.next_chunk)
-        _record_chunks(context, job.job_id, chunks, cursor.next_chunk)
-        cursor.last_id = buffer[-1]
-        cursor.next_chunk += len(chunks)
-        _send_chunks(context, job.job_id, message.object, chunks)
-        buffer.clear()
+        _record_chunks(context, job.job_id, group, cursor.next_chunk)
+        cursor.last_id = group[-1][1].ids[-1]
+        cursor.next_chunk += len(group)
+        _send_chunks(context, job.job_id, message.object, group)
+        group.clear()
 
     try:
-        for record_id in _enumerate(context, message.object):
-            if record_id in recorded:
-                continue
-            buffer.append(record_id)
-            if len(buffer) >= chunk_size * CHUNKS_PER_GROUP:
+        # Records stream through: the coordinator holds one page of Salesforce and one group of chunks.
+        fresh = (record for record in _enumerate(context, message.object) if str(record["Id"]) not in recorded)
+        for chunk in chunk_records(fresh, chunk_size):
+            if message.object not in CARRIED_OBJECTS:
+                chunk.records = []
+            group.append((cursor.next_chunk + len(group), chunk))
+            if len(group) >= CHUNKS_PER_GROUP:
                 flush()
         flush()
     except _SupersededError:
         logger.warning("another coordinator moved this job's cursor: this one stops", extra={"job_id": job.job_id})
+        return context.store.jobs.get(job.job_id)
+    except ApiBudgetExceededError as error:  # chunks recorded so far are kept; the resume continues
+        pause_job(context, job.job_id, verdict_from_error(context, error))
         return context.store.jobs.get(job.job_id)
     _transition(context, job.job_id, JobStatus.PENDING, JobStatus.RUNNING)
     logger.info("import enumerated", extra={"job_id": job.job_id, "chunks": cursor.next_chunk})
@@ -351,60 +416,140 @@ def import_contacts(context: SyncContext, ids: Sequence[str]) -> ChunkOutcome:
     for contact_id in failed:
         _record_failure(context, "Contact", contact_id, ErrorCategory.HUBSPOT_VALIDATION,
                         "contact not linked: HubSpot refused to create it, or it is gone from Salesforce")
+    context.store.errors.clear(ErrorCategory.HUBSPOT_VALIDATION, "Contact", linked)  # a linked contact's error clears
     return ChunkOutcome(done=len(ids) - len(failed), failed=len(failed))
 
 
-def import_opportunities(context: SyncContext, ids: Sequence[str]) -> ChunkOutcome:
-    """Opportunities → deals through the Salesforce → HubSpot engine (associations, rollup projection)."""
-    report = sync_opportunities(context, ids, source="import")
-    if report.retry:
-        return ChunkOutcome(retry=f"{len(report.retry)} opportunities to retry: "
-                                  f"{next(iter(report.retry.values()))}")
-    if len(report.skipped) == len(ids) and not context.toggles().deal_sync:
+def import_opportunities(context: SyncContext, chunks: Sequence[ImportChunkMessage]) -> list[ChunkOutcome]:
+    """Opportunities → deals through the Salesforce → HubSpot engine in import mode, every chunk of the
+    invocation in ONE run: the records the chunks carry (read again by id only for a chunk that travels
+    by id), deals upserted 100 per call, associations of all chunks together (2,000 per call), deal ids
+    deferred to the job's write-back."""
+    records = [record for chunk in chunks for record in chunk.records]
+    by_id = [record_id for chunk in chunks if not chunk.records for record_id in chunk.ids]
+    if by_id:
+        records += read_opportunities(context, by_id)
+    report = sync_opportunity_records(context, records)
+    every_id = [record_id for chunk in chunks for record_id in chunk.ids]
+    sync_off = len(report.skipped) == len(every_id) and not context.toggles().deal_sync
+    return [_opportunity_outcome(chunk.ids, report, sync_off) for chunk in chunks]
+
+
+def _opportunity_outcome(ids: Sequence[str], report: SyncReport, sync_off: bool) -> ChunkOutcome:
+    retry = [record_id for record_id in ids if record_id in report.retry]
+    if retry:
+        return ChunkOutcome(retry=f"{len(retry)} opportunities to retry: {report.retry[retry[0]]}")
+    if sync_off:
         return ChunkOutcome(failed=len(ids))  # deal sync was switched off during the import
-    links = context.store.links.get_many(LinkKind.OPPORTUNITY, Side.SALESFORCE, ids)
-    failed = 0
-    for opportunity_id in ids:
-        link = links.get(opportunity_id)
-        if link is not None and link.status is not LinkStatus.TOMBSTONED:
-            continue
-        if opportunity_id in report.deleted:
-            continue
-        # No deal: failed when the sync recorded why (pipeline limit, unmapped stage, HubSpot refusal);
-        # an opportunity gone from Salesforce has nothing to import.
-        if context.store.errors.for_record(opportunity_id):
-            failed += 1
-    return ChunkOutcome(done=len(ids) - failed, failed=failed)
+    # No deal: failed when the sync recorded why (pipeline limit, unmapped stage, HubSpot refusal); an
+    # opportunity gone from Salesforce (a chunk read again by id) has nothing to import.
+    failed = sum(1 for record_id in ids if record_id not in report.deal_ids and record_id in report.errors)
+    return ChunkOutcome(done=len(ids) - failed, failed=failed,
+                        writeback={record_id: report.writeback[record_id] for record_id in ids
+                                   if record_id in report.writeback},
+                        rollups=frozenset().union(*(report.rollup_contacts.get(record_id, ()) for record_id in ids)))
 
 
-_IMPORTERS = {"Account": import_accounts, "Contact": import_contacts, "Opportunity": import_opportunities}
+def _one_by_one(importer: Callable[[SyncContext, Sequence[str]], ChunkOutcome]) -> ChunkImporter:
+    return lambda context, chunks: [importer(context, chunk.ids) for chunk in chunks]
+
+
+ChunkImporter = Callable[[SyncContext, Sequence[ImportChunkMessage]], list[ChunkOutcome]]
+_IMPORTERS: dict[str, ChunkImporter] = {"Account": _one_by_one(import_accounts),
+                                        "Contact": _one_by_one(import_contacts),
+                                        "Opportunity": import_opportunities}
 
 
 def process_chunk(context: SyncContext, message: ImportChunkMessage) -> ChunkOutcome:
     """Write one chunk and count it once. An outcome with ``retry`` must be redelivered."""
-    job = context.store.jobs.get(message.job_id)
-    if job is None:
-        logger.warning("import chunk of an unknown job", extra={"job_id": message.job_id, "chunk": message.chunk})
-        return ChunkOutcome()
-    try:
-        outcome = _IMPORTERS[message.object](context, message.ids)
-    except (TransientCrmError, ApiBudgetExceededError) as error:
-        outcome = ChunkOutcome(retry=error.message)
-    except PermanentCrmError as error:
-        # The whole chunk hit the same wall (permission, a bad query): every record failed, with the cause.
-        for record_id in message.ids:
-            _record_failure(context, message.object, record_id, error.category, error.message)
-        outcome = ChunkOutcome(failed=len(message.ids))
+    return process_chunks(context, [message])[0]
+
+
+def process_chunks(context: SyncContext, messages: Sequence[ImportChunkMessage]) -> list[ChunkOutcome]:
+    """Write the chunks one worker invocation received and count each once, in their order. Opportunity
+    chunks are written together (one engine run: their associations cost a few calls for all of them);
+    the others one by one, so one chunk's failure never touches its neighbours."""
+    outcomes: dict[int, ChunkOutcome] = {}
+    grouped = [index for index, message in enumerate(messages) if message.object in CARRIED_OBJECTS]
+    groups = [grouped] if grouped else []
+    groups += [[index] for index in range(len(messages)) if index not in grouped]
+    for group in groups:
+        outcomes.update(zip(group, _process_group(context, [messages[index] for index in group]), strict=True))
+    return [outcomes[index] for index in range(len(messages))]
+
+
+def _process_group(context: SyncContext, messages: Sequence[ImportChunkMessage]) -> list[ChunkOutcome]:
+    """Chunks of one object written together; each then counted once (and its job finished when last)."""
+    outcomes: list[ChunkOutcome] = [ChunkOutcome() for _ in messages]
+    active: list[int] = []
+    unknown: set[int] = set()
+    for index, message in enumerate(messages):
+        job = context.store.jobs.get(message.job_id)
+        if job is None:
+            logger.warning("import chunk of an unknown job", extra={"job_id": message.job_id, "chunk": message.chunk})
+            unknown.add(index)
+        elif job.paused:
+            outcomes[index] = ChunkOutcome(paused=job.paused)  # stays pending: the resume queues it again
+        else:
+            active.append(index)
+    if active:
+        verdict = check_batch(context)
+        if not verdict.allowed:
+            for job_id in {messages[index].job_id for index in active}:
+                pause_job(context, job_id, verdict)
+            for index in active:
+                outcomes[index] = ChunkOutcome(paused=verdict.reason)
+            active = []
+    if active:
+        chunks = [messages[index] for index in active]
+        try:
+            written = _IMPORTERS[chunks[0].object](context, chunks)
+        except ApiBudgetExceededError as error:  # the org or HubSpot ran dry mid-chunk: writes are idempotent
+            verdict = verdict_from_error(context, error)
+            for job_id in {chunk.job_id for chunk in chunks}:
+                pause_job(context, job_id, verdict)
+            written = [ChunkOutcome(paused=verdict.reason) for _ in chunks]
+        except TransientCrmError as error:
+            written = [ChunkOutcome(retry=error.message) for _ in chunks]
+        except PermanentCrmError as error:
+            # The whole chunk hit the same wall (permission, a bad query): every record failed, with the cause.
+            for chunk in chunks:
+                for record_id in chunk.ids:
+                    _record_failure(context, chunk.object, record_id, error.category, error.message)
+            written = [ChunkOutcome(failed=len(chunk.ids)) for chunk in chunks]
+        for index, outcome in zip(active, written, strict=True):
+            outcomes[index] = outcome
+    counted_jobs: list[str] = []
+    for index, (message, outcome) in enumerate(zip(messages, outcomes, strict=True)):
+        if index not in unknown and _count(context, message, outcome) and message.job_id not in counted_jobs:
+            counted_jobs.append(message.job_id)
+    for job_id in counted_jobs:
+        try:
+            maybe_finish(context, job_id)
+        except (TransientCrmError, ApiBudgetExceededError) as error:
+            # Counted, but the job's end (the deal ids' write-back) must be tried again: the chunks come back.
+            logger.warning("import not finished yet; its last chunks come back", extra={
+                "job_id": job_id, "cause": error.message[:300]})
+            outcomes = [dataclasses.replace(outcome, retry=error.message) if message.job_id == job_id else outcome
+                        for message, outcome in zip(messages, outcomes, strict=True)]
+    return outcomes
+
+
+def _count(context: SyncContext, message: ImportChunkMessage, outcome: ChunkOutcome) -> bool:
+    """Count a written chunk once; False when it was not written (to retry, or paused)."""
     if outcome.retry is not None:
         logger.warning("import chunk to retry", extra={"job_id": message.job_id, "chunk": message.chunk,
                                                         "cause": outcome.retry[:300]})
-        return outcome
+        return False
+    if outcome.paused is not None:
+        logger.info("import chunk left pending: the job is paused", extra={"job_id": message.job_id,
+                                                                             "chunk": message.chunk})
+        return False
+    save_chunk_results(context, message.job_id, message.chunk, outcome.writeback, outcome.rollups)
     counted = context.store.jobs.complete_chunk(message.job_id, message.chunk, outcome.done, outcome.failed)
     logger.info("import chunk done", extra={"job_id": message.job_id, "chunk": message.chunk,
                                              "done": outcome.done, "failed": outcome.failed, "counted": counted})
-    if counted:
-        maybe_finish(context, message.job_id)
-    return outcome
+    return True  # a redelivered chunk counts no more, but may be the one that finishes its job
 
 
 # --- completion and resume -----------------------------------------------------------------------------
@@ -416,6 +561,13 @@ def maybe_finish(context: SyncContext, job_id: str) -> Job | None:
     if job is None or job.status is not JobStatus.RUNNING or job.chunks_done < job.chunks_total:
         return job
     summary = f"{job.done} imported, {job.failed} failed"
+    if job.kind == "opportunities":
+        refused = write_back_deal_ids(context, job_id)  # once for the whole job, before it completes
+        if refused is None:
+            return job  # another worker is writing the deal ids back; it completes the job
+        if refused:
+            summary += f"; {refused} deal ids not written back to Salesforce (see the sync errors)"
+        enqueue_job_rollups(context, job_id)  # then rollups, each contact once (a repeat is harmless)
     if _transition(context, job_id, JobStatus.RUNNING, JobStatus.COMPLETED, summary):
         logger.info("import completed", extra={"job_id": job_id, "kind": job.kind, "done": job.done,
                                                 "failed": job.failed})
@@ -467,12 +619,15 @@ def resume_import(context: SyncContext, job_id: str) -> ResumeReport:
         restarted = True
     if bodies:
         send_messages(context.queues["import"], bodies)
-    pending = context.store.jobs.pending_chunks(job_id)
-    _send_chunks(context, job_id, sobject, pending)
-    logger.info("import resumed", extra={"job_id": job_id, "requeued_chunks": len(pending),
+    requeued = _send_chunks(context, job_id, sobject, _pending_chunks(context, job_id))
+    logger.info("import resumed", extra={"job_id": job_id, "requeued_chunks": requeued,
                                          "coordinator_restarted": restarted})
-    finished = maybe_finish(context, job_id)
-    return ResumeReport(finished or job, len(pending), restarted)
+    try:
+        finished = maybe_finish(context, job_id)
+    except TransientCrmError as error:  # the deal ids' write-back is still running: the next resume follows it
+        logger.warning("import not finished yet", extra={"job_id": job_id, "cause": error.message[:300]})
+        finished = context.store.jobs.get(job_id)
+    return ResumeReport(finished or job, requeued, restarted)
 
 
 def running_jobs(context: SyncContext, limit: int = 20) -> list[Job]:

@@ -19,6 +19,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from dealsync.clients.errors import PermanentCrmError, TransientCrmError
 from dealsync.clients.salesforce import record_errors
+from dealsync.faultpoints import OPPORTUNITY_SYNC_AFTER_HUBSPOT_WRITE, reach
 from dealsync.mapping.fields import FieldSpec, hubspot_properties_to_read
 from dealsync.mapping.rules import RecordDecision, decide_record
 from dealsync.mapping.stages import StageMap
@@ -36,10 +37,13 @@ from dealsync.services.records import (
     UNIQUE_PROPERTY,
     contact_role_ids,
     enqueue_rollups,
+    existing_errors,
     hubspot_snapshot,
     joined,
     opportunity_select,
     record_sync_errors,
+    record_sync_errors_batch,
+    rollup_projection_by_record,
     salesforce_snapshot,
     split,
     update_rollup_projection,
@@ -59,6 +63,11 @@ class SyncReport:
     errors: dict[str, list[str]] = field(default_factory=dict)
     retry: dict[str, str] = field(default_factory=dict)
     conflicts: int = 0
+    deal_ids: dict[str, str] = field(default_factory=dict)  # opportunity -> its deal, after this batch
+    # Import mode: deal ids the opportunities do not carry yet, written back once per job (not per batch),
+    # and the contacts whose rollups each opportunity affected, recomputed once when the job ends.
+    writeback: dict[str, str] = field(default_factory=dict)
+    rollup_contacts: dict[str, set[str]] = field(default_factory=dict)
 
     def error(self, record_id: str, message: str) -> None:
         self.errors.setdefault(record_id, []).append(message)
@@ -110,7 +119,32 @@ class OpportunitySync:
         self._emit_metrics(report, source)
         return report
 
-    def _sync(self, ids: list[str], changed_at: Mapping[str, datetime], report: SyncReport) -> None:
+    def sync_records(self, records: Sequence[Mapping[str, Any]], *, source: str = "import") -> SyncReport:
+        """Import mode: the opportunities as the import's enumeration read them (the same SELECT,
+        ``records.opportunity_select``), so nothing is read from Salesforce again. Deals are read only for
+        opportunities already linked (the others are created or adopted by the batch upsert on the
+        unique ``salesforce_opportunity_id``), and the deal ids are not written back to Salesforce here:
+        they come back in ``report.writeback`` for one bulk write per job; nor are the rollups enqueued:
+        the contacts affected come back in ``report.rollup_contacts``, recomputed once when the job ends."""
+        report = SyncReport()
+        by_id = {str(record["Id"]): dict(record) for record in records}
+        ids = list(by_id)
+        if not ids:
+            return report
+        if not self.context.toggles().deal_sync:
+            report.skipped += ids
+            metrics.add_metric(name="ChangesIgnoredSyncOff", unit=MetricUnit.Count, value=len(ids))
+            return report
+        try:
+            specs, stages = self._specs_and_stages()
+            self._apply(ids, by_id, specs, stages, {}, report, importing=True)
+        except TransientCrmError as error:
+            for record_id in ids:
+                report.retry.setdefault(record_id, str(error))
+        self._emit_metrics(report, source)
+        return report
+
+    def _specs_and_stages(self) -> tuple[tuple[FieldSpec, ...], StageMap]:
         config = self.context.config()
         specs = self.context.field_specs(config)
         stages = self.context.stage_map(config)
@@ -118,11 +152,20 @@ class OpportunitySync:
             provision_pipelines(self.context)
             config = self.context.config()
             stages = self.context.stage_map(config)
+        return specs, stages
+
+    def _sync(self, ids: list[str], changed_at: Mapping[str, datetime], report: SyncReport) -> None:
+        specs, stages = self._specs_and_stages()
         records = {
             str(record["Id"]): record
             for record in self.salesforce.query_by_ids(opportunity_select(self.context, specs), "Opportunity", ids,
                                                        include_deleted=True)
         }
+        self._apply(ids, records, specs, stages, changed_at, report)
+
+    def _apply(self, ids: list[str], records: Mapping[str, dict[str, Any]], specs: Sequence[FieldSpec],
+               stages: StageMap, changed_at: Mapping[str, datetime], report: SyncReport, *,
+               importing: bool = False) -> None:
         stages = self._ensure_pipelines(records.values(), stages)
         links = self.store.links.get_many(LinkKind.OPPORTUNITY, Side.SALESFORCE, ids)
         live = [record_id for record_id in ids if record_id in records and not records[record_id].get("IsDeleted")]
@@ -130,17 +173,67 @@ class OpportunitySync:
         self._delete(gone, links, report)
         if not live:
             return
-        deals = self._read_deals(live, specs)
+        # An import creates most deals: only the linked ones can have a deal to compare with.
+        to_read = [record_id for record_id in live if record_id in links
+                   and links[record_id].status is not LinkStatus.TOMBSTONED] if importing else live
+        deals = self._read_deals(to_read, specs) if to_read else {}
+        deals.update(self._claim_named_deals(live, records, links, deals, specs))
         plans = self._plan(live, records, links, deals, specs, stages, changed_at, report)
         self._link_associations(plans)
         self._write_deals(plans, report)
-        self._write_salesforce(plans, report)
+        reach(OPPORTUNITY_SYNC_AFTER_HUBSPOT_WRITE)  # a no-op outside the soak (dealsync.faultpoints)
+        self._write_salesforce(plans, report, defer_deal_ids=importing)
         self._write_associations(plans)
+        if importing:
+            # Thousands of records at a time: their errors are read by key in bulk, not one query each,
+            # and an opportunity never seen before (no link, no error) has no rollup rows to look up.
+            existing = existing_errors(self.context, "Opportunity", [plan.opportunity_id for plan in plans])
+            seen = {record_id for _, record_id in existing} | set(links)
+            self._save_links(plans, report)
+            self._record_errors(plans, report, existing)
+            report.rollup_contacts.update(rollup_projection_by_record(
+                self.context, [plan.opportunity for plan in plans],
+                without_rows={plan.opportunity_id for plan in plans} - seen))
+            return
         self._save_links(plans, report)
         self._record_errors(plans, report)
         self._update_rollups(plans)
 
     # --- reads -----------------------------------------------------------------------------------
+    def _claim_named_deals(self, ids: Sequence[str], records: Mapping[str, dict[str, Any]],
+                           links: Mapping[str, Link], deals: Mapping[str, dict[str, Any]],
+                           specs: Sequence[FieldSpec]) -> dict[str, dict[str, Any]]:
+        """Deals that the link (or the opportunity's deal id) names but that do not carry the opportunity's
+        id yet — the HubSpot → Salesforce direction created the opportunity and then failed or died before
+        telling HubSpot. They get the id now, so the upsert updates them instead of creating a second deal."""
+        named: dict[str, str] = {}  # deal id -> opportunity id
+        for record_id in ids:
+            link = links.get(record_id)
+            deal_id = link.hubspot_id if link is not None and link.is_active else (
+                None if link is not None else records[record_id].get(DEAL_ID_FIELD))
+            if record_id not in deals and deal_id:
+                named[str(deal_id)] = record_id
+        if not named:
+            return {}
+        properties = [*hubspot_properties_to_read(specs), UNIQUE_PROPERTY]
+        unclaimed = [deal for deal in self.hubspot.batch_read("deals", list(named), properties)
+                     if not (deal.get("properties") or {}).get(UNIQUE_PROPERTY)]
+        claimed: dict[str, dict[str, Any]] = {}
+        for deal in unclaimed:
+            opportunity_id = named[str(deal["id"])]
+            try:
+                self.hubspot.batch_update("deals", [{"id": str(deal["id"]), "properties": {
+                    UNIQUE_PROPERTY: opportunity_id}}])
+            except PermanentCrmError as error:  # e.g. deleted a moment ago: the upsert decides as before
+                logger.warning("named deal not claimed", extra={"opportunity_id": opportunity_id,
+                                                                "deal_id": str(deal["id"]), "error": error.message})
+                continue
+            deal["properties"][UNIQUE_PROPERTY] = opportunity_id
+            claimed[opportunity_id] = deal
+            logger.info("deal claimed by the opportunity it belongs to", extra={
+                "opportunity_id": opportunity_id, "deal_id": str(deal["id"])})
+        return claimed
+
     def _ensure_pipelines(self, records: Iterable[Mapping[str, Any]], stages: StageMap) -> StageMap:
         """A record type seen for the first time gets its pipeline now (if the limit allows)."""
         if not self.context.has_record_types:
@@ -177,11 +270,12 @@ class OpportunitySync:
             decision = decide_record(
                 specs, salesforce_snapshot(records[record_id], specs, changed_at.get(record_id)),
                 hubspot_snapshot(deal), shadow, stages=stages, owners=owners, origin=Side.SALESFORCE)
-            if decision.conflicts:
+            if decision.conflicts or (deal is not None and shadow is None):
                 conflicted.append(record_id)
             plans.append(_Plan(records[record_id], active, deal, decision, dict(shadow or {})))
         if conflicted:
-            # Both sides changed: decide again with HubSpot's per-property timestamps.
+            # Both sides changed, or a deal has no agreed shadow with its opportunity yet (an earlier attempt
+            # died before linking them): decide again with HubSpot's per-property timestamps.
             precise = self._read_deals(conflicted, specs, with_history=["all"])
             for plan in plans:
                 if plan.opportunity_id in precise:
@@ -253,13 +347,16 @@ class OpportunitySync:
             plan.deal_id = str(result["id"])
             (report.created if plan.deal is None else report.updated).append(plan.opportunity_id)
 
-    def _write_salesforce(self, plans: Sequence[_Plan], report: SyncReport) -> None:
+    def _write_salesforce(self, plans: Sequence[_Plan], report: SyncReport, *, defer_deal_ids: bool = False) -> None:
         updates: list[dict[str, Any]] = []
         owners: list[_Plan] = []
         for plan in plans:
             fields = dict(plan.decision.salesforce_fields)
             if plan.deal_id and plan.opportunity.get(DEAL_ID_FIELD) != plan.deal_id:
-                fields[DEAL_ID_FIELD] = plan.deal_id
+                if defer_deal_ids:
+                    report.writeback[plan.opportunity_id] = plan.deal_id
+                else:
+                    fields[DEAL_ID_FIELD] = plan.deal_id
             if fields:
                 updates.append({"Id": plan.opportunity_id, **fields})
                 owners.append(plan)
@@ -305,6 +402,7 @@ class OpportunitySync:
         for plan in plans:
             if not plan.deal_id or plan.opportunity_id in report.retry:
                 continue
+            report.deal_ids[plan.opportunity_id] = plan.deal_id
             shadow = dict(plan.decision.shadow)
             shadow[CONTACTS_KEY] = joined(plan.contacts)
             company_before = plan.shadow.get(COMPANY_KEY) if plan.link else None
@@ -325,14 +423,23 @@ class OpportunitySync:
             except StaleShadowError as error:
                 report.retry[plan.opportunity_id] = str(error)
 
-    def _record_errors(self, plans: Sequence[_Plan], report: SyncReport) -> None:
+    def _record_errors(self, plans: Sequence[_Plan], report: SyncReport,
+                       existing: set[tuple[ErrorCategory, str]] | None = None) -> None:
+        """Each plan's errors recorded and the ones it no longer has cleared (``existing``: the errors the
+        records had, read in bulk beforehand, so clearing needs no read per record)."""
+        entries: list[tuple[str, Sequence[tuple[ErrorCategory, str]], Mapping[str, str]]] = []
         for plan in plans:
             for category, message in plan.errors:
                 report.error(plan.opportunity_id, f"{category}: {message}")
             related = {"deal_id": plan.deal_id} if plan.deal_id else {}
             if _waiting(plan) and plan.opportunity.get("AccountId"):
                 related["account_id"] = str(plan.opportunity["AccountId"])
-            record_sync_errors(self.context, plan.opportunity_id, plan.errors, related)
+            if existing is None:
+                record_sync_errors(self.context, plan.opportunity_id, plan.errors, related)
+            else:
+                entries.append((plan.opportunity_id, plan.errors, related))
+        if existing is not None:
+            record_sync_errors_batch(self.context, entries, existing)
 
     def _update_rollups(self, plans: Sequence[_Plan]) -> None:
         enqueue_rollups(self.context, update_rollup_projection(self.context, [plan.opportunity for plan in plans]))
@@ -382,4 +489,10 @@ def sync_opportunities(context: SyncContext, opportunity_ids: Sequence[str], *,
     return OpportunitySync(context).sync(opportunity_ids, changed_at=changed_at, source=source)
 
 
-__all__ = ["SyncReport", "sync_opportunities"]
+def sync_opportunity_records(context: SyncContext, records: Sequence[Mapping[str, Any]], *,
+                             source: str = "import") -> SyncReport:
+    """Import mode (:meth:`OpportunitySync.sync_records`): already-read records, deal ids deferred."""
+    return OpportunitySync(context).sync_records(records, source=source)
+
+
+__all__ = ["SyncReport", "sync_opportunities", "sync_opportunity_records"]
