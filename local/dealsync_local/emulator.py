@@ -17,7 +17,7 @@ import socket
 import ssl
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -93,6 +93,15 @@ class EmulatorApp:
         self.lock = threading.RLock()
         self.faults = Faults()
         self.stats: Counter[str] = Counter()
+        # Record writes that changed no value, by who made them ("integration" | "person"): a sync that
+        # writes back what a record already holds is an echo (reliability soak, bench).
+        self.unchanged_writes: Counter[str] = Counter()
+        self.unchanged_recent: deque[tuple[str, str, str]] = deque(maxlen=200)  # (kind, object, record id)
+        # Of those, the integration's that rewrote a value a person set on this side: echoes (it bounced back).
+        self.echo_writes: deque[tuple[str, str]] = deque(maxlen=200)  # (object, record id)
+        self.echo_count = 0
+        self._counters_lock = threading.Lock()  # its own: counted while a store's lock is held
+        self.faults_injected: Counter[str] = Counter()  # "timeout", "status 503", "rate limit 429"...
         self.started_at = time.time()
 
     # --- to implement in each emulator -------------------------------------------------------
@@ -166,18 +175,50 @@ class EmulatorApp:
         if faults.latency_ms:
             time.sleep(faults.latency_ms / 1000.0)
         if roll_timeout < faults.timeout_rate:
+            self.count_fault("timeout")
             time.sleep(faults.timeout_hold_seconds)
             raise DropConnection
         if roll_error < faults.error_rate:
+            self.count_fault(f"status {faults.error_status}")
             return self.error_response(faults.error_status, "Injected fault")
         return None
+
+    def count_fault(self, kind: str) -> None:
+        with self._counters_lock:
+            self.faults_injected[kind] += 1
+
+    def count_unchanged_write(self, kind: str, object_name: str, record_id: str, *, echo: bool = False) -> None:
+        with self._counters_lock:
+            self.unchanged_writes[kind] += 1
+            self.unchanged_recent.append((kind, object_name, record_id))
+            if echo:
+                self.echo_count += 1
+                self.echo_writes.append((object_name, record_id))
+
+    def clear_counters(self) -> None:
+        """Forget the request statistics, unchanged writes and injected-fault counts."""
+        with self.lock:
+            self.stats.clear()
+        with self._counters_lock:
+            self.unchanged_writes.clear()
+            self.unchanged_recent.clear()
+            self.echo_writes.clear()
+            self.echo_count = 0
+            self.faults_injected.clear()
 
     def stats_snapshot(self) -> dict[str, Any]:
         with self.lock:
             by_route = dict(self.stats)
+        with self._counters_lock:
+            unchanged = dict(self.unchanged_writes)
+            echoes = self.echo_count
+            faults = dict(self.faults_injected)
         return {
             "total": sum(by_route.values()),
             "by_route": by_route,
+            "unchanged_writes": unchanged,
+            "echo_writes": echoes,
+            "faults_injected": faults,
             "uptime_seconds": round(time.time() - self.started_at, 3),
         }
 
@@ -187,13 +228,12 @@ class EmulatorApp:
             body = request.get_json(silent=True) if request.method == "POST" else None
             if action == "stats":
                 if request.method == "DELETE" or request.args.get("reset") == "true":
-                    with self.lock:
-                        self.stats.clear()
+                    self.clear_counters()
                 return json_response(self.stats_snapshot())
             if action == "reset" and request.method == "POST":
                 with self.lock:
                     self.reset_state()
-                    self.stats.clear()
+                    self.clear_counters()
                     self.faults = Faults()
                 return json_response({"reset": True})
             if action == "faults":

@@ -234,6 +234,7 @@ class HubSpotEmulator(EmulatorApp):
             WebhookSettings(app_id=self.app_id, portal_id=self.portal_id, client_secret=client_secret),
             property_type=self._property_type)
         self.store.listener = self.webhooks.publish
+        self.store.unchanged_listener = self._unchanged_write
         self.config: dict[str, Any] = dict(DEFAULT_CONFIG)
         self._initial_config = {**DEFAULT_CONFIG, **{CONFIG_ALIASES.get(k, k): v for k, v in config.items()},
                                 **{k: getattr(self, k) for k in IDENTITY_KEYS}}
@@ -267,7 +268,7 @@ class HubSpotEmulator(EmulatorApp):
         """Forget all records, counters, faults and pending webhooks; with ``config``, also restore
         the configuration the emulator was constructed with."""
         with self.lock:
-            self.stats.clear()
+            self.clear_counters()
             self.faults = type(self.faults)()
             if config:
                 self.config = dict(DEFAULT_CONFIG)
@@ -373,6 +374,11 @@ class HubSpotEmulator(EmulatorApp):
     def close(self) -> None:
         self.webhooks.close()
 
+    def _unchanged_write(self, kind: ObjectType, record_id: int, source: Source, bounced: bool) -> None:
+        integration = source.change_source == "INTEGRATION"
+        self.count_unchanged_write("integration" if integration else "person", kind.name, str(record_id),
+                                   echo=integration and bounced)
+
     def _property_type(self, kind: ObjectType, name: str) -> str | None:
         prop = self.store.schema(kind).get(name)
         return prop.type if prop else None
@@ -400,6 +406,9 @@ class HubSpotEmulator(EmulatorApp):
                 return json_response({"idle": self.webhooks.flush(float(body.get("timeout", 10)))})
             if action == "ratelimits":
                 return json_response(self.limiter.snapshot())
+            if action == "ratelimits/daily" and request.method == "POST":
+                self.limiter.reset_daily(int(body.get("daily_used", 0)))
+                return json_response(self.limiter.snapshot())
         except HubSpotError as exc:
             return json_response(exc.body(), status=exc.status)
         except (ValueError, TypeError, KeyError) as exc:
@@ -415,6 +424,7 @@ class HubSpotEmulator(EmulatorApp):
         if identity.is_integration:
             decision = self.limiter.check(identity.token, search=search_limit)
             if not decision.allowed:
+                self.count_fault("rate limit 429")
                 return json_response(decision.body, status=429, headers=decision.headers)
             headers = decision.headers
         try:

@@ -154,6 +154,9 @@ class Store:
         self.readonly_rollups = readonly_rollups
         self.pipeline_limit = PIPELINE_LIMITS["professional"]
         self.listener: Callable[[list[Change]], None] | None = None
+        # Told of an update that changed no value, and whether a value it rewrote was last set by someone
+        # else than the writer's kind (a person's value written back by the integration: an echo).
+        self.unchanged_listener: Callable[[ObjectType, int, Source, bool], None] | None = None
         self.reset()
 
     # --- lifecycle --------------------------------------------------------------------------------
@@ -601,6 +604,10 @@ class Store:
     def _apply_update(self, kind: ObjectType, record: Record, values: Mapping[str, str], source: Source) -> None:
         changes = {k: v for k, v in values.items() if record.values.get(k, "") != v}
         if not changes:
+            if self.unchanged_listener is not None:
+                bounced = any(entries[0][2].change_source != source.change_source
+                              for entries in (record.history_of(name) for name in values) if entries)
+                self.unchanged_listener(kind, record.id, source, bounced)
             return
         moment = now_ms()
         if record.values is record.initial:

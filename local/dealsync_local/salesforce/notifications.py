@@ -10,6 +10,12 @@ Change events (reference §4b, §4c): each write request is one transaction; its
 ``<Entity>ChangeEvent`` messages in the Event Relay → EventBridge envelope, identical changes merged
 into one event with several ``recordIds``, and are POSTed as JSON, one event per request, in commit
 order, each retried until the sink answers 2xx.
+
+Both channels are at-least-once in Salesforce, and Event Relay does not promise order across events.
+For reliability tests, ``duplicate_rate`` re-delivers a delivered notification (Outbound Messages with
+the same notification id, as Salesforce does when it misses the ack; change events with the same event
+id and replay id) and ``shuffle`` delivers queued change events in random order; ``seed`` makes both
+reproducible. Off by default.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import datetime as dt
 import hashlib
 import itertools
 import json
+import random
 import threading
 import time
 import uuid
@@ -64,6 +71,9 @@ class NotificationSettings:
     max_age_seconds: float = 86400.0
     delivery_timeout_seconds: float = 10.0
     callback_verify: bool | str = True
+    shuffle: bool = False
+    duplicate_rate: float = 0.0
+    seed: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,6 +89,7 @@ class _OmItem:
     created: float
     next_at: float
     attempts: int = 0
+    duplicate: bool = False  # a re-delivery injected by ``duplicate_rate`` (never duplicated again)
 
 
 @dataclass
@@ -87,6 +98,7 @@ class _CdcItem:
     created: float
     next_at: float
     attempts: int = 0
+    duplicate: bool = False
 
 
 class Notifier:
@@ -114,6 +126,9 @@ class Notifier:
         self.recent_events: collections.deque[dict[str, Any]] = collections.deque(maxlen=1000)
         self._http = requests.Session()
         self._http.trust_env = False
+        self._rng = random.Random()
+        self._rng_seed: object = object()  # re-seeded whenever settings.seed changes
+        self.duplicates_added = 0
 
     # --- lifecycle -------------------------------------------------------------------------------
     def _ensure_threads(self) -> None:
@@ -160,6 +175,17 @@ class Notifier:
                     return False
                 self._cond.wait(remaining)
         return True
+
+    def _random(self) -> random.Random:
+        """The generator for shuffles and duplicates (call under ``_cond``), seeded from the settings."""
+        if self._rng_seed != self.settings.seed:
+            self._rng_seed = self.settings.seed
+            self._rng = random.Random(self.settings.seed)
+        return self._rng
+
+    def _duplicate_now(self, already: bool) -> bool:
+        rate = self.settings.duplicate_rate
+        return not already and rate > 0 and self._random().random() < rate
 
     def _backoff(self, attempts: int) -> float:
         return float(min(self.settings.retry_base_seconds * 2 ** (attempts - 1), self.settings.retry_max_seconds))
@@ -275,12 +301,24 @@ class Notifier:
             },
         }
 
+    def _next_cdc_at(self) -> float:
+        """In commit order the head blocks the queue (while it is retried); shuffled, any item may go."""
+        if self.settings.shuffle:
+            return min(entry.next_at for entry in self._cdc_queue)
+        return self._cdc_queue[0].next_at
+
+    def _next_cdc_item(self) -> _CdcItem:
+        if not self.settings.shuffle:
+            return self._cdc_queue[0]
+        now = time.monotonic()
+        return self._random().choice([entry for entry in self._cdc_queue if entry.next_at <= now])
+
     def _cdc_loop(self) -> None:
         while True:
             with self._cond:
                 while not self._stopped:
                     if self._cdc_queue:
-                        wait = self._cdc_queue[0].next_at - time.monotonic()
+                        wait = self._next_cdc_at() - time.monotonic()
                         if wait <= 0:
                             break
                         self._cond.wait(wait)
@@ -288,7 +326,7 @@ class Notifier:
                         self._cond.wait()
                 if self._stopped:
                     return
-                item = self._cdc_queue[0]
+                item = self._next_cdc_item()
                 generation = self._generation
                 url = self.settings.change_event_url
                 self._cdc_in_flight = True
@@ -296,13 +334,17 @@ class Notifier:
             ok = status is not None and 200 <= status < 300
             with self._cond:
                 self._cdc_in_flight = False
-                if generation != self._generation or not self._cdc_queue or self._cdc_queue[0] is not item:
+                if generation != self._generation or not any(entry is item for entry in self._cdc_queue):
                     continue
                 item.attempts += 1
                 now = time.monotonic()
                 dropped = not url or now - item.created > self.settings.max_age_seconds
                 if ok or dropped:
-                    self._cdc_queue.popleft()
+                    self._cdc_queue = collections.deque(entry for entry in self._cdc_queue if entry is not item)
+                    if ok and self._duplicate_now(item.duplicate):
+                        self.duplicates_added += 1
+                        self._cdc_queue.append(_CdcItem(item.envelope, now, now + self._random().random(),
+                                                        duplicate=True))
                 else:
                     item.next_at = now + self._backoff(item.attempts)
                 self.log.append({
@@ -329,6 +371,8 @@ class Notifier:
                 if self._stopped:
                     return
                 due.sort(key=lambda item: (item.next_at, item.created))
+                if self.settings.shuffle:
+                    self._random().shuffle(due)
                 batch = due[:MAX_NOTIFICATIONS_PER_MESSAGE]
                 for item in batch:
                     del self._om_pending[item.record_id]
@@ -348,6 +392,13 @@ class Notifier:
                 for item in batch:
                     self._om_in_flight.pop(item.notification_id, None)
                     item.attempts += 1
+                    if ok and item.record_id not in self._om_pending and self._duplicate_now(item.duplicate):
+                        # Delivered, but sent again with the same notification id (a missed ack).
+                        self.duplicates_added += 1
+                        item.duplicate = True
+                        item.next_at = now + self._random().random()
+                        self._om_pending[item.record_id] = item
+                        continue
                     if ok or not url or now - item.created > self.settings.max_age_seconds:
                         continue
                     if item.record_id in self._om_pending:
@@ -449,6 +500,10 @@ def settings_from(values: Mapping[str, Any], current: NotificationSettings) -> N
             ok = value is None or isinstance(value, str)
         elif key == "callback_verify":
             ok = isinstance(value, bool | str)
+        elif key == "seed":
+            ok = value is None or (isinstance(value, int) and not isinstance(value, bool))
+        elif key == "duplicate_rate":
+            ok = isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1
         elif isinstance(expected, bool):
             ok = isinstance(value, bool)
         elif isinstance(expected, float):

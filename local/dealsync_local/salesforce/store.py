@@ -72,6 +72,7 @@ class Change:
     changed_fields: list[str] = field(default_factory=list)
     nulled_fields: list[str] = field(default_factory=list)
     payload: dict[str, Any] = field(default_factory=dict)
+    written_fields: list[str] = field(default_factory=list)  # an update's request fields, changed or not
 
 
 class Table:
@@ -145,6 +146,7 @@ class Store:
         self.stages: dict[str, Record] = {}
         self.bp_stages: dict[str, list[str]] = {}
         self._stage_cache: dict[str | None, list[str]] = {}
+        self.custom_fields: dict[str, dict[str, FieldDef]] = {}  # object -> name -> field, kept across rebuilds
         self.clear()
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -163,6 +165,7 @@ class Store:
         self._stage_cache = {}
         self.default_record_type_id = None
         self._undo = None
+        self.custom_fields = {}
 
     def rebuild_schema(self) -> None:
         has_record_types = any(
@@ -171,8 +174,25 @@ class Store:
         self._stage_cache = {}
         self.schema = build_schema(multi_currency=self.multi_currency,
                                    opportunity_record_types=has_record_types)
+        for obj_name, fields in self.custom_fields.items():
+            for fdef in fields.values():
+                self.schema[obj_name].add_field(fdef)
         for name, table in self.tables.items():
             table.obj = self.schema[name]
+
+    def add_custom_field(self, obj_name: str, fdef: FieldDef, picklist_values: Sequence[str] = ()) -> None:
+        """Add a custom field (``__c``) to an object, as an admin does in Setup; existing rows get it blank."""
+        obj = self.schema[obj_name]
+        if obj.field(fdef.name) is not None:
+            raise ValueError(f"{obj_name} already has a field named {fdef.name}")
+        self.custom_fields.setdefault(obj_name, {})[fdef.name] = fdef
+        if picklist_values:
+            self.picklists[f"{obj_name}.{fdef.name}"] = list(picklist_values)
+        obj.add_field(fdef)
+        blank = obj.blank[fdef.name]
+        table = self.tables[obj_name]
+        for record_id, rec in table.rows.items():
+            table.rows[record_id] = {**rec, fdef.name: blank}
 
     def set_multi_currency(self, enabled: bool) -> None:
         if enabled == self.multi_currency:
@@ -597,7 +617,9 @@ class Store:
             self._check_picklists(obj, rec, values)
             self._check_unique(table, rec, values)
             self._put(table, rec)
-        return [self._update_change(obj, old, rec, ctx), *changes]
+        change = self._update_change(obj, old, rec, ctx)
+        change.written_fields = sorted(values)
+        return [change, *changes]
 
     def upsert(self, type_name: str, field_name: str, value: str, data: Mapping[str, Any],
                ctx: WriteContext) -> tuple[str, bool, list[Change]]:

@@ -189,3 +189,41 @@ def test_load_is_silent_and_fast(org: Any, sf: Any, receiver_factory: Callable[.
     assert sink.bodies == [] and listener.bodies == []
     bad = org.session().post(f"{org.url}/__emulator/load", json={"Opportunity": [{"Name": "no stage"}]})
     assert bad.status_code == 400 and "REQUIRED_FIELD_MISSING" in bad.json()["error"]
+
+
+def test_duplicated_and_shuffled_notifications_for_reliability_tests(org: Any, person: Any,
+                                                                     receiver_factory: Callable[..., Any]) -> None:
+    sink = receiver_factory()
+    listener = receiver_factory(default=(200, ACK.format("true")))
+    org.configure(change_event_url=sink.url, outbound_message_url=listener.url, notification_duplicate_rate=1.0,
+                  notification_shuffle=True, notification_seed=7)
+    created = [person.Opportunity.create({"Name": f"Busy {n}", "StageName": "Prospecting",
+                                          "CloseDate": "2026-12-31"})["id"] for n in range(6)]
+    assert org.app.flush_notifications(timeout=20)
+    events = sink.json_bodies()
+    event_ids = [event["id"] for event in events]
+    # Every change event twice, each copy identical (same event id and replay id), in an order that is not
+    # the commit order.
+    assert len(events) == 12 and len(set(event_ids)) == 6
+    assert all(event_ids.count(event_id) == 2 for event_id in event_ids)
+    replays = [event["detail"]["event"]["replayId"] for event in events]
+    assert replays != sorted(replays)
+    # Outbound Messages: each notification delivered again with the same notification id.
+    notifications = [item for text in listener.texts() for item in parse_message(text)[1]]
+    ids = [notification_id for notification_id, _ in notifications]
+    assert sorted(str(fields["Id"]) for _, fields in notifications) == sorted(created * 2)
+    assert all(ids.count(notification_id) == 2 for notification_id in ids)
+    assert org.app.notifier.duplicates_added == 12
+
+
+def test_updates_that_change_nothing_are_counted_by_caller(org: Any, sf: Any, person: Any) -> None:
+    opp_id = person.Opportunity.create({"Name": "Same", "StageName": "Prospecting", "CloseDate": "2026-12-31"})["id"]
+    org.app.clear_counters()
+    sf.Opportunity.update(opp_id, {"Name": "Same"})  # the integration rewrites the person's value: an echo
+    sf.Opportunity.update(opp_id, {"Amount": 5})
+    sf.Opportunity.update(opp_id, {"Amount": 5})  # its own value again: unchanged, not an echo
+    person.Opportunity.update(opp_id, {"Amount": 5})
+    stats = org.app.stats_snapshot()
+    assert stats["unchanged_writes"] == {"integration": 2, "person": 1}
+    assert stats["echo_writes"] == 1
+    assert list(org.app.echo_writes) == [("Opportunity", opp_id)]

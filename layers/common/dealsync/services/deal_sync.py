@@ -22,6 +22,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from dealsync.clients.errors import PermanentCrmError, TransientCrmError
 from dealsync.clients.salesforce import record_errors
+from dealsync.faultpoints import DEAL_SYNC_AFTER_SALESFORCE_WRITE, reach
 from dealsync.mapping.fields import FieldSpec, hubspot_properties_to_read
 from dealsync.mapping.rules import RecordDecision, SideSnapshot, decide_record
 from dealsync.mapping.stages import StageMap
@@ -159,6 +160,7 @@ class DealSync:
         self.store = context.store
         self.salesforce = context.salesforce
         self.hubspot = context.hubspot
+        self._named: dict[str, dict[str, Any]] = {}  # unlinked deal id -> the opportunity naming it
 
     # --- entry point -----------------------------------------------------------------------------
     def sync(self, deal_ids: Sequence[str], *, merges: Mapping[str, Sequence[str]] | None = None,
@@ -218,6 +220,9 @@ class DealSync:
                                  | {str(deals[d]["properties"][UNIQUE_PROPERTY]) for d in synced
                                     if d not in links and _candidate_opportunity(deals[d])})
         opportunities = self._read_opportunities(opportunity_ids, specs)
+        self._named = self._opportunities_naming([d for d in synced if d not in links
+                                                  and not _candidate_opportunity(deals[d])], specs)
+        opportunities.update({str(record["Id"]): record for record in self._named.values()})
         # Associations are read for the deals whose events may have changed them, and for new pairs.
         reading = [deal_id for deal_id in synced if associations_for is None or deal_id in associations_for
                    or deal_id not in links]
@@ -230,6 +235,7 @@ class DealSync:
         self._associations(plans)
         self._write_new(plans, report)
         self._write_existing(plans, report)
+        reach(DEAL_SYNC_AFTER_SALESFORCE_WRITE)  # a no-op outside the soak (dealsync.faultpoints)
         self._write_roles(plans)
         self._write_hubspot(plans)
         self._save_links(plans, report)
@@ -305,6 +311,23 @@ class DealSync:
         return {str(record["Id"]): record for record in
                 self.salesforce.query_by_ids(select, "Opportunity", ids, include_deleted=True)}
 
+    def _opportunities_naming(self, deal_ids: Sequence[str], specs: Sequence[FieldSpec]) -> dict[str, dict[str, Any]]:
+        """Opportunities that already name these unlinked deals in ``HubSpot_Deal_Id__c``: created by an
+        earlier attempt that failed or died before linking them and telling HubSpot. They are paired as
+        they are, so the retry does not write them again (which would also move their SystemModstamp and
+        make Salesforce look like the later change)."""
+        found: dict[str, dict[str, Any]] = {}
+        select = opportunity_select(self.context, specs)
+        for start in range(0, len(deal_ids), 100):
+            chunk = [deal_id for deal_id in deal_ids[start:start + 100] if deal_id.isdigit()]
+            if not chunk:
+                continue
+            quoted = ",".join(f"'{deal_id}'" for deal_id in chunk)  # digits only: HubSpot record ids
+            for record in self.salesforce.query(
+                    f"SELECT {select} FROM Opportunity WHERE {DEAL_ID_FIELD} IN ({quoted})"):  # noqa: S608
+                found[str(record[DEAL_ID_FIELD])] = record
+        return found
+
     def _resolve_links(self, ids: Sequence[str], deals: Mapping[str, dict[str, Any]], links: dict[str, Link],
                        report: SyncReport) -> dict[str, Link]:
         """Active links of the synced deals: a restored deal is relinked when its opportunity is free."""
@@ -357,8 +380,10 @@ class DealSync:
                 continue
             deal = deals[deal_id]
             link = links.get(deal_id)
+            named = self._named.get(deal_id)
             opportunity_id = link.salesforce_id if link is not None else (
-                str(deal["properties"][UNIQUE_PROPERTY]) if _candidate_opportunity(deal) else None)
+                str(deal["properties"][UNIQUE_PROPERTY]) if _candidate_opportunity(deal)
+                else str(named["Id"]) if named is not None else None)
             opportunity = opportunities.get(opportunity_id) if opportunity_id else None
             if opportunity_id and (opportunity is None or opportunity.get("IsDeleted")):
                 if link is not None:
@@ -560,13 +585,26 @@ class DealSync:
         try:
             results = self.hubspot.batch_update("deals", inputs)
         except PermanentCrmError as error:
-            results = [{"error": {"message": error.message}} for _ in inputs]
+            # HubSpot refuses a whole batch for one bad input (a deal deleted a moment ago, a value taken):
+            # each deal again on its own, so the others are not held back by it.
+            results = self._update_each(inputs) if len(inputs) > 1 else [{"error": {"message": error.message}}]
         done = {str(result.get("id")) for result in results if "error" not in result}
-        failures = "; ".join(sorted({str(result["error"].get("message")) for result in results if "error" in result}))
+        failed = {str(result.get("id")): str(result["error"].get("message")) for result in results if "error" in result}
+        failures = "; ".join(sorted(set(failed.values())))
         for plan in writing:
             if plan.deal_id not in done:
                 plan.failed = plan.opportunity is not None or plan.failed
-                plan.errors.append((ErrorCategory.HUBSPOT_VALIDATION, f"deal not updated: {failures or 'no detail'}"))
+                message = failed.get(plan.deal_id) or failures or "no detail"
+                plan.errors.append((ErrorCategory.HUBSPOT_VALIDATION, f"deal not updated: {message}"))
+
+    def _update_each(self, inputs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        results: list[dict[str, Any]] = []
+        for item in inputs:
+            try:
+                results += self.hubspot.batch_update("deals", [item])
+            except PermanentCrmError as error:
+                results.append({"id": item["id"], "error": {"message": f"deal {item['id']}: {error.message}"}})
+        return results
 
     def _save_links(self, plans: Sequence[_Plan], report: SyncReport) -> None:
         for plan in plans:

@@ -1,0 +1,92 @@
+"""The reliability soak's pure parts: canonical values, the lost-update oracle, the crash injector and
+the engines' fault points (no world)."""
+
+from __future__ import annotations
+
+import pytest
+
+from dealsync import faultpoints
+from dealsync.models.domain import Side
+from dealsync_local.soak import (
+    CrashInjector,
+    Write,
+    accepted_values,
+    canonical_amount,
+    canonical_date,
+    named_records,
+)
+
+
+def _write(at: float, side: Side, value: str | None, seen: str | None) -> Write:
+    return Write(at, side, "006000000000001AAA", "9000", "amount", value, seen)
+
+
+def test_canonical_values_compare_both_sides() -> None:
+    assert canonical_amount(48000.0) == canonical_amount("48000") == "48000"
+    assert canonical_amount("51000.50") == "51000.5"
+    assert canonical_amount("") is None and canonical_amount(None) is None
+    assert canonical_date("2027-03-31") == canonical_date("2027-03-31T00:00:00Z") == "2027-03-31"
+    assert canonical_date("1806451200000") == "2027-03-31"  # HubSpot webhooks: epoch milliseconds
+    assert canonical_date("") is None
+
+
+def test_the_last_write_wins_when_its_author_had_seen_the_other_side() -> None:
+    writes = [_write(1.0, Side.HUBSPOT, "10", None), _write(2.0, Side.SALESFORCE, "20", "10")]
+    last, accepted = accepted_values(writes) or (None, set())
+    assert last is not None and last.value == "20"
+    assert accepted == {"20"}
+
+
+def test_racing_writes_accept_either_but_never_an_older_value() -> None:
+    writes = [_write(1.0, Side.SALESFORCE, "5", None), _write(2.0, Side.HUBSPOT, "10", None),
+              _write(3.0, Side.SALESFORCE, "20", "5")]  # HubSpot's 10 had not reached Salesforce
+    last, accepted = accepted_values(writes) or (None, set())
+    assert last is not None and last.value == "20"
+    assert accepted == {"20", "10"}
+    assert "5" not in accepted
+    assert accepted_values([]) is None
+
+
+def test_crash_injector_kills_every_nth_arrival_per_point() -> None:
+    injector = CrashInjector(every=3)
+    outcomes = []
+    for _ in range(6):
+        try:
+            injector("a")
+            outcomes.append("ok")
+        except faultpoints.SimulatedCrash:
+            outcomes.append("crash")
+    with pytest.raises(faultpoints.SimulatedCrash):
+        injector("b")  # the first arrival at every point
+    assert outcomes == ["crash", "ok", "ok", "crash", "ok", "ok"]
+    assert injector.crashed == {"a": 2, "b": 1}
+    injector.enabled = False
+    for _ in range(3):
+        injector("b")
+    assert injector.crashed == {"a": 2, "b": 1}
+
+
+def test_fault_points_do_nothing_until_a_harness_installs_a_handler() -> None:
+    faultpoints.reach(faultpoints.OPPORTUNITY_SYNC_AFTER_HUBSPOT_WRITE)  # production: nothing happens
+    seen: list[str] = []
+    faultpoints.install(seen.append)
+    try:
+        faultpoints.reach(faultpoints.DEAL_SYNC_AFTER_SALESFORCE_WRITE)
+    finally:
+        faultpoints.install(None)
+    faultpoints.reach(faultpoints.DEAL_SYNC_AFTER_SALESFORCE_WRITE)
+    assert seen == [faultpoints.DEAL_SYNC_AFTER_SALESFORCE_WRITE]
+
+
+@pytest.mark.parametrize("value", ["abc", "1e"])
+def test_an_unreadable_amount_is_named_not_hidden(value: str) -> None:
+    assert canonical_amount(value) == f"invalid:{value}"
+
+
+def test_dead_letters_are_traced_to_the_records_they_name() -> None:
+    webhook = ('{"kind": "hubspot_changes", "events": [{"objectId": 9000000019, "propertyName": "amount"}, '
+               '{"fromObjectId": 9000000026, "toObjectId": 1004}]}')
+    change = '{"object": "Opportunity", "ids": ["0068d0000000007AAA"], "source": "outbound_message"}'
+    assert named_records(webhook) == {"9000000019", "9000000026"}
+    assert named_records(change) == {"0068d0000000007AAA"}
+    assert named_records("not json") == set()
