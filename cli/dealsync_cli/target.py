@@ -17,6 +17,7 @@ ImportQueue, and the deployed workers do it, so a closed laptop does not stop it
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -62,6 +63,18 @@ class Target:
 
             self._context = build_context()
         return self._context
+
+
+def refused(error: Any, as_json: bool, result: dict[str, Any] | None = None) -> int:
+    """Report a refusal of DESIGN 1.1 (a ``ToggleRefusedError``): with ``--json`` the document on stdout
+    (``result`` and the refusal), always the message and each missing step on stderr; EXIT_REFUSED."""
+    if as_json:
+        print(json.dumps({**(result or {}), "refused": True, "message": str(error),
+                          "missing_steps": error.missing_steps}))
+    print(f"dealsync: refused. {error}", file=sys.stderr)
+    for step in error.missing_steps:
+        print(f"  missing step: {step}", file=sys.stderr)
+    return EXIT_REFUSED
 
 
 def add_target_arguments(parser: argparse.ArgumentParser) -> None:

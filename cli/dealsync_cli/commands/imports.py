@@ -27,6 +27,7 @@ from dealsync_cli.target import (
     Target,
     add_target_arguments,
     connect,
+    refused,
 )
 
 KINDS = ("accounts", "contacts", "opportunities")
@@ -144,12 +145,7 @@ def run_start(args: argparse.Namespace) -> int:
     try:
         job = start_import(target.context, args.kind, chunk_size=args.chunk_size)
     except ToggleRefusedError as error:
-        if args.json:
-            print(json.dumps({"refused": True, "message": str(error), "missing_steps": error.missing_steps}))
-        print(f"dealsync: refused. {error}", file=sys.stderr)
-        for step in error.missing_steps:
-            print(f"  missing step: {step}", file=sys.stderr)
-        return EXIT_REFUSED
+        return refused(error, args.json)
     if not args.wait:
         print(json.dumps(job_json(job)) if args.json else job.job_id)
         return 0

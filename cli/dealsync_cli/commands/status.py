@@ -2,9 +2,11 @@
 
 Toggles, pipelines (Salesforce record type ⇄ HubSpot pipeline, and how many of the account's limit
 they use), the poll watermark, queue and DLQ depths, running jobs, sync errors by category and the
-API usage of both CRMs where known (Salesforce: the org's daily requests; HubSpot does not report a
-private app's daily usage through the APIs dealsync uses). A CRM that cannot be reached shows why;
-the exit status is then 1 (everything else is still printed).
+API usage of both CRMs for the current UTC day: Salesforce's daily requests (the org's, all
+integrations together, and dealsync's own against its configured share), HubSpot's daily allowance
+as its headers last reported it and dealsync's own calls, and whether batch work (the poll, imports)
+is paused by the budget, with why and until when. A CRM that cannot be reached shows why; the exit
+status is then 1 (everything else is still printed).
 """
 
 from __future__ import annotations
@@ -45,6 +47,31 @@ def _queue_depths(target: Target) -> dict[str, dict[str, int | None]]:
     return depths
 
 
+def api_usage_document(context: Any, live: dict[str, Any] | None) -> dict[str, Any]:
+    """Today's usage of both CRMs (``live``: Salesforce's ``DailyApiRequests`` read just now, if it could be)."""
+    from dealsync.services.budget import usage_report
+
+    report = usage_report(context)
+    salesforce, hubspot, verdict = report.salesforce, report.hubspot, report.verdict
+    used, limit, source = salesforce.used, salesforce.limit, "Sforce-Limit-Info"
+    if live:
+        used, limit, source = live["used"], live["limit"], "limits"
+    return {
+        "day": report.day,
+        "salesforce": None if limit is None and not salesforce.calls else {
+            "used": used, "limit": limit, "source": source, "dealsync_share": report.share,
+            "dealsync_allowance": report.allowance, "dealsync_calls": salesforce.calls,
+        },
+        "hubspot": None if hubspot.limit is None and hubspot.remaining is None and not hubspot.calls else {
+            "daily_limit": hubspot.limit, "daily_remaining": hubspot.remaining, "dealsync_calls": hubspot.calls,
+            "daily_limit_reached": hubspot.remaining is not None and hubspot.remaining <= 0,
+        },
+        "batch_work": {"allowed": verdict.allowed, "paused_by": verdict.crm, "reason": verdict.reason,
+                       "resumes_at": verdict.resumes_at.isoformat() if verdict.resumes_at else None},
+        "paused_jobs": report.paused_jobs,
+    }
+
+
 def collect(target: Target) -> tuple[dict[str, Any], list[str]]:
     """The status document and the problems met while reading it."""
     from dealsync.clients.errors import CrmError
@@ -68,13 +95,12 @@ def collect(target: Target) -> tuple[dict[str, Any], list[str]]:
     if limit is None:
         limit = options.pipeline_limit or TIER_PIPELINE_LIMITS.get(options.hubspot_tier)
         limit_source = "configuration" if limit is not None else "unknown"
-    salesforce_usage: dict[str, Any] | None = None
+    live_usage: dict[str, Any] | None = None
     try:
         daily = context.salesforce.limits().get("DailyApiRequests") or {}
         if daily:
             maximum = int(daily.get("Max", 0))
-            salesforce_usage = {"used": maximum - int(daily.get("Remaining", 0)), "limit": maximum,
-                                "dealsync_share": options.salesforce_api_share}
+            live_usage = {"used": maximum - int(daily.get("Remaining", 0)), "limit": maximum}
     except CrmError as error:
         problems.append(f"Salesforce: {error}")
     watermark = store.cursors.get(CURSOR)
@@ -90,7 +116,7 @@ def collect(target: Target) -> tuple[dict[str, Any], list[str]]:
         "queues": _queue_depths(target),
         "running_jobs": [job.model_dump(mode="json") for job in running_jobs(context)],
         "errors": {str(category): count for category, count in store.errors.counts().items()},
-        "api_usage": {"salesforce": salesforce_usage, "hubspot": None},
+        "api_usage": api_usage_document(context, live_usage),
         "problems": problems,
     }
     return document, problems
@@ -125,11 +151,33 @@ def render(document: dict[str, Any]) -> list[str]:
     errors = {category: count for category, count in document["errors"].items() if count}
     lines.append("sync errors: " + (", ".join(f"{category} {count}" for category, count in sorted(errors.items()))
                                     or "none"))
-    usage = document["api_usage"]["salesforce"]
-    salesforce = (f"{usage['used']}/{usage['limit']} daily requests (dealsync share {usage['dealsync_share']:.0%})"
-                  if usage else "unknown")
-    lines.append(f"API usage: Salesforce {salesforce} · HubSpot unknown")
+    lines += render_usage(document["api_usage"])
     lines += [f"problem: {problem}" for problem in document["problems"]]
+    return lines
+
+
+def render_usage(usage: dict[str, Any]) -> list[str]:
+    salesforce, hubspot = usage.get("salesforce"), usage.get("hubspot")
+    sf_text = "unknown"
+    if salesforce and salesforce.get("limit") is not None:
+        sf_text = (f"org {salesforce['used'] if salesforce['used'] is not None else '?'}/{salesforce['limit']}"
+                   f" · dealsync {salesforce['dealsync_calls']} of {salesforce['dealsync_allowance']}"
+                   f" ({salesforce['dealsync_share']:.0%})")
+    elif salesforce:
+        sf_text = f"dealsync {salesforce['dealsync_calls']} calls (the org's allocation not seen yet)"
+    hs_text = "unknown"
+    if hubspot:
+        left = ("daily limit reached" if hubspot["daily_limit_reached"] else
+                f"{hubspot['daily_remaining']} of {hubspot['daily_limit']} left" if hubspot["daily_limit"] else
+                "daily allowance not reported")
+        hs_text = f"{left} · dealsync {hubspot['dealsync_calls']}"
+    day = f" today ({usage['day']} UTC)" if usage.get("day") else ""
+    lines = [f"API usage{day}:", f"  Salesforce {sf_text}", f"  HubSpot {hs_text}"]
+    batch = usage.get("batch_work")
+    if batch and not batch["allowed"]:
+        lines.append(f"  batch work PAUSED (API_BUDGET, {batch['paused_by']}): {batch['reason']}")
+        when = f"after {batch['resumes_at']}" if batch["resumes_at"] else "when the org has requests left"
+        lines.append(f"  resumes {when}; paused jobs: {', '.join(usage.get('paused_jobs') or []) or 'none'}")
     return lines
 
 

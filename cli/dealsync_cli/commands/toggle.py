@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
 from dealsync_cli.errors import CommandError
-from dealsync_cli.target import EXIT_REFUSED, add_target_arguments, connect
+from dealsync_cli.target import add_target_arguments, connect, refused
 
 
 def register(subparsers: Any) -> None:
@@ -57,13 +56,7 @@ def run(args: argparse.Namespace) -> int:
                 if pipelines.over_limit:
                     lines.append(f"  over the limit (not synced, PIPELINE_LIMIT): {', '.join(pipelines.over_limit)}")
     except ToggleRefusedError as error:
-        if args.json:
-            print(json.dumps({**result, "refused": True, "message": str(error),
-                              "missing_steps": error.missing_steps}))
-        print(f"dealsync: refused. {error}", file=sys.stderr)
-        for step in error.missing_steps:
-            print(f"  missing step: {step}", file=sys.stderr)
-        return EXIT_REFUSED
+        return refused(error, args.json, result)
     except CrmError as error:
         raise CommandError(f"{args.setting} {args.state} failed: {error}") from error
     result["toggles"] = toggles.model_dump(mode="json")

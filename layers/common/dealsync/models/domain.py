@@ -157,6 +157,7 @@ class Job(BaseModel):
     updated_at: datetime
     finished_at: datetime | None = None
     message: str | None = None
+    paused: str | None = None  # why an unfinished job waits (API_BUDGET), until the budget allows again
 
 
 class SyncError(BaseModel):

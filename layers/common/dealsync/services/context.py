@@ -20,6 +20,7 @@ from dealsync.mapping.fields import FieldSpec, build_field_specs
 from dealsync.mapping.owners import HubSpotOwner, OwnerDirectory, SalesforceUser
 from dealsync.mapping.stages import StageMap
 from dealsync.models.domain import SyncOptions, SyncToggles
+from dealsync.services.budget import UsageMeter, install
 from dealsync.settings import get_settings
 from dealsync.store import StoredConfig, SyncStore
 
@@ -30,6 +31,7 @@ FACTS_MAX_AGE_SECONDS = 300.0
 class _Cached:
     value: Any = None
     loaded_at: float = 0.0
+    loaded_wall: datetime | None = None  # to compare with operator writes (another process's clock)
 
 
 @dataclass
@@ -41,6 +43,7 @@ class SyncContext:
     queues: dict[str, str]
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
     _facts: dict[str, _Cached] = field(default_factory=dict)
+    usage_meter: UsageMeter | None = None  # counts CRM calls into DynamoDB (services.budget)
 
     # --- per batch (cheap: DynamoDB) -------------------------------------------------------------
     def toggles(self) -> SyncToggles:
@@ -58,10 +61,17 @@ class SyncContext:
         if cached.value is None or time.monotonic() - cached.loaded_at > max_age:
             cached.value = load()
             cached.loaded_at = time.monotonic()
+            cached.loaded_wall = datetime.now(UTC)
         return cached.value
 
     def forget(self, name: str) -> None:
         self._facts.pop(name, None)
+
+    def forget_if_older(self, name: str, moment: datetime | None) -> None:
+        """Forget a fact loaded before `moment` (e.g. a mapping added since may name a new field)."""
+        cached = self._facts.get(name)
+        if moment is not None and cached is not None and cached.loaded_wall is not None and cached.loaded_wall < moment:
+            self.forget(name)
 
     def opportunity_fields(self) -> dict[str, dict[str, Any]]:
         """The Opportunity describe's fields by name (which fields exist: RecordTypeId, CurrencyIsoCode...)."""
@@ -86,6 +96,8 @@ class SyncContext:
 
     def field_specs(self, config: StoredConfig) -> tuple[FieldSpec, ...]:
         custom = any(not mapping.builtin for mapping in config.mappings.values())
+        for fact in ("opportunity_fields", "deal_properties"):
+            self.forget_if_older(fact, config.mappings_changed_at)
         specs = build_field_specs(
             config.mappings, config.value_maps, multi_currency=self.multi_currency,
             salesforce_fields=self.opportunity_fields(),
@@ -118,7 +130,7 @@ def build_context() -> SyncContext:
     credentials = load_credentials()
     store = SyncStore.from_settings()
     tier = store.settings.options().hubspot_tier
-    return SyncContext(
+    context = SyncContext(
         store=store,
         salesforce=SalesforceClient(credentials.salesforce),
         hubspot=HubSpotClient(credentials.hubspot, tier=tier),
@@ -130,6 +142,8 @@ def build_context() -> SyncContext:
             "rollup": settings.rollup_queue_url,
         },
     )
+    install(context, tier)  # API budgets: calls counted in DynamoDB, HubSpot limiters shared by every worker
+    return context
 
 
 @cache

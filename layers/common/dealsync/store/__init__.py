@@ -14,6 +14,7 @@ from dealsync.store.jobs import JobStore
 from dealsync.store.links import LinkNotFoundError, LinkStore, StaleShadowError
 from dealsync.store.rollups import RollupStore
 from dealsync.store.settings import SettingsStore, ToggleRefusedError
+from dealsync.store.usage import UsageStore
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -40,6 +41,7 @@ class SyncStore:
         self.errors = ErrorStore(self.table)
         self.rollups = RollupStore(self.table)
         self.dedupe = DedupeStore(self.table)
+        self.usage = UsageStore(self.table)
 
     @classmethod
     def from_settings(cls) -> SyncStore:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -112,6 +113,16 @@ class DynamoTable:
         response = self.client.update_item(**kwargs)
         return deserialize(response.get("Attributes", {}))
 
+    def update_if(self, key: Key, expression: str, condition: str, names: Mapping[str, str] | None = None,
+                  values: Mapping[str, Any] | None = None) -> Item | None:
+        """A conditional update; None (nothing written) when the condition does not hold."""
+        try:
+            return self.update(key, expression, names=names, values=values, condition=condition)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return None
+            raise
+
     def delete(self, key: Key, condition: str | None = None) -> None:
         self.calls += 1
         kwargs: dict[str, Any] = {"TableName": self.name, "Key": serialize(key)}
@@ -181,10 +192,25 @@ class DynamoTable:
         }
         if index:
             kwargs["IndexName"] = index
+        return self._page(self.client.query, kwargs, start_key)
+
+    def scan_page(self, limit: int, start_key: Mapping[str, Any] | None = None,
+                  filter_expression: str | None = None,
+                  values: Mapping[str, Any] | None = None) -> tuple[list[Item], Item | None]:
+        """One page of a Scan (``limit`` items read before the filter) and the key to continue from."""
+        kwargs: dict[str, Any] = {"TableName": self.name, "Limit": limit}
+        if filter_expression:
+            kwargs["FilterExpression"] = filter_expression
+        if values:
+            kwargs["ExpressionAttributeValues"] = serialize(values)
+        return self._page(self.client.scan, kwargs, start_key)
+
+    def _page(self, operation: Any, kwargs: dict[str, Any],
+              start_key: Mapping[str, Any] | None) -> tuple[list[Item], Item | None]:
         if start_key:
             kwargs["ExclusiveStartKey"] = serialize(start_key)
         self.calls += 1
-        response = self.client.query(**kwargs)
+        response = operation(**kwargs)
         items = [deserialize(raw) for raw in response.get("Items", [])]
         last = response.get("LastEvaluatedKey")
         return items, deserialize(last) if last else None

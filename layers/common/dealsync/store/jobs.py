@@ -31,7 +31,7 @@ def _to_job(item: Item) -> Job:
         chunks_total=int(item.get("chunks_total", 0)), chunks_done=int(item.get("chunks_done", 0)),
         created_at=parse_iso(item["created_at"]) or now_utc(),
         updated_at=parse_iso(item["updated_at"]) or now_utc(),
-        finished_at=parse_iso(item.get("finished_at")), message=item.get("message"),
+        finished_at=parse_iso(item.get("finished_at")), message=item.get("message"), paused=item.get("paused"),
     )
 
 
@@ -128,3 +128,25 @@ class JobStore:
             (int(item["sk"].removeprefix("CHUNK#")), list(item["ids"]))
             for item in items if item.get("status") == "pending"
         ]
+
+    # --- pauses (API_BUDGET): the job keeps its status and pending chunks, and says why it waits ---------
+    def pause(self, job_id: str, reason: str) -> bool:
+        """Mark an unfinished job paused; False when it was already paused (or is finished, or unknown)."""
+        return self.table.update_if(
+            _job_key(job_id), "SET paused = :reason, paused_at = :now, updated_at = :now, message = :reason",
+            "attribute_exists(pk) AND attribute_not_exists(paused) AND #status IN (:pending, :running)",
+            names={"#status": "status"},
+            values={":reason": reason, ":now": iso(now_utc()), ":pending": "pending", ":running": "running"},
+        ) is not None
+
+    def clear_pause(self, job_id: str, message: str) -> bool:
+        """Lift a pause; False when another worker lifted it first (so only one resumes the job)."""
+        return self.table.update_if(
+            _job_key(job_id), "REMOVE paused, paused_at SET updated_at = :now, message = :message",
+            "attribute_exists(paused)", values={":now": iso(now_utc()), ":message": message},
+        ) is not None
+
+    def paused(self, limit: int = 50) -> list[Job]:
+        """Recent jobs that wait for their pause to be lifted."""
+        unfinished = (JobStatus.PENDING, JobStatus.RUNNING)
+        return [job for job in self.recent(limit) if job.paused and job.status in unfinished]

@@ -105,6 +105,15 @@ class LinkStore:
             found[link.salesforce_id if side is Side.SALESFORCE else link.hubspot_id] = link
         return found
 
+    def page(self, kind: LinkKind, limit: int = 500,
+             start_key: Mapping[str, Any] | None = None) -> tuple[list[Link], Item | None]:
+        """One page of every link of a kind (each link once: its Salesforce-side item), and the key to
+        continue from (None at the end). A Scan, so links written by any version are all found; the
+        page may hold fewer than ``limit`` links (other items are read and left out), even none."""
+        items, next_key = self.table.scan_page(limit, start_key, "begins_with(pk, :prefix)",
+                                               {":prefix": f"LINK#{kind}#SF#"})
+        return [_to_link(item) for item in items], next_key
+
     # --- writes --------------------------------------------------------------------------------
     def create(self, kind: LinkKind, salesforce_id: str, hubspot_id: str,
                shadow: Mapping[str, ShadowValue] | None = None) -> LinkResult:
