@@ -36,7 +36,9 @@ from dealsync.services.records import record_batch_failure
 from dealsync.services.resync import RESYNC_SOURCE, refresh_for_resync, retry_changed_causes
 
 OWN_CLIENT = "dealsync"
-HUBSPOT_BATCH = 100  # deals per HubSpot batch read / upsert
+# A batch synced in multiples of this is whole Salesforce queries (200 ids) and whole HubSpot batch reads
+# and upserts (100 deals): what a partial batch is carried up to (see messages_to_carry).
+CARRY_UNIT = 200
 CARRIED_ATTRIBUTE = "dealsync-carried"
 
 
@@ -166,16 +168,16 @@ def process_salesforce_changes(records: Sequence[Mapping[str, Any]], context: Sy
 
 
 def messages_to_carry(opportunities: Mapping[str, set[str]], message_order: Sequence[str],
-                      must_sync_now: set[str], *, backlog: bool, unit: int = HUBSPOT_BATCH) -> set[str]:
-    """The messages to put back on the queue so this batch syncs whole HubSpot batches of ``unit``.
+                      must_sync_now: set[str], *, backlog: bool, unit: int = CARRY_UNIT) -> set[str]:
+    """The messages to put back on the queue so this batch syncs a whole number of ``unit`` opportunities.
 
     A burst reaches the worker as batches of arbitrary sizes (the batching window, concurrent pollers),
-    and each batch costs one HubSpot read and one upsert per started hundred. While more messages wait
-    on the queue (``backlog``), the batch's last partial hundred is carried into the next batch, so a
-    burst costs about one call per hundred overall. Without a backlog nothing waits: a single change is
-    never delayed. A message is carried at most once (``must_sync_now`` holds those already carried,
-    and contact-role messages, which cost a query to resolve): carried ones are synced in the next
-    batch, filling it up to a whole hundred first."""
+    and each batch costs one Salesforce query per started 200 and one HubSpot read and one upsert per
+    started hundred. While more messages wait on the queue (``backlog``), the batch's last partial unit
+    is carried into the next batch, so a burst costs about one call per 200 and per 100 overall.
+    Without a backlog nothing waits: a single change is never delayed. A message is carried at most
+    once (``must_sync_now`` holds those already carried, and contact-role messages, which cost a query
+    to resolve): carried ones are synced in the next batch, filling it up to a whole unit first."""
     total = len(opportunities)
     if not backlog or total % unit == 0:
         return set()
@@ -206,7 +208,7 @@ def _carry_partial_batch(context: SyncContext, work: _Work, bodies: Sequence[str
     opportunity ids to sync now. If re-sending fails, everything is synced now."""
     queue = context.queues["salesforce"]
     carry: set[str] = set()
-    if len(work.opportunities) % HUBSPOT_BATCH:
+    if len(work.opportunities) % CARRY_UNIT:
         try:
             backlog = queue_backlog(queue) > 0
         except ClientError as error:
