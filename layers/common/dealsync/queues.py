@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from functools import cache
 from typing import TYPE_CHECKING
 
@@ -10,7 +10,6 @@ import boto3
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient
-    from mypy_boto3_sqs.type_defs import MessageAttributeValueTypeDef, SendMessageBatchRequestEntryTypeDef
 
 SEND_BATCH_LIMIT = 10
 
@@ -25,30 +24,19 @@ def sqs_client() -> SQSClient:
     return client
 
 
-def send_messages(queue_url: str, bodies: Sequence[str], client: SQSClient | None = None,
-                  attributes: Mapping[str, str] | None = None) -> int:
-    """Send every body (with the same string ``attributes`` each); raises EnqueueError naming how many
-    failed (none are silently dropped)."""
+def send_messages(queue_url: str, bodies: Sequence[str], client: SQSClient | None = None) -> int:
+    """Send every body; raises EnqueueError naming how many failed (none are silently dropped)."""
     client = client or sqs_client()
-    message_attributes: dict[str, MessageAttributeValueTypeDef] = {
-        name: {"DataType": "String", "StringValue": value} for name, value in (attributes or {}).items()}
     sent = 0
     for start in range(0, len(bodies), SEND_BATCH_LIMIT):
         chunk = bodies[start:start + SEND_BATCH_LIMIT]
-        entries: list[SendMessageBatchRequestEntryTypeDef] = [
-            {"Id": str(index), "MessageBody": body, "MessageAttributes": message_attributes}
-            for index, body in enumerate(chunk)]
-        response = client.send_message_batch(QueueUrl=queue_url, Entries=entries)
+        response = client.send_message_batch(
+            QueueUrl=queue_url,
+            Entries=[{"Id": str(index), "MessageBody": body} for index, body in enumerate(chunk)],
+        )
         failed = response.get("Failed", [])
         if failed:
             reasons = sorted({f"{failure['Code']}: {failure.get('Message', '')}" for failure in failed})
             raise EnqueueError(f"{len(failed)} of {len(chunk)} messages not enqueued ({'; '.join(reasons)})")
         sent += len(chunk)
     return sent
-
-
-def queue_backlog(queue_url: str, client: SQSClient | None = None) -> int:
-    """Messages waiting on the queue (SQS's approximate count; not those in flight)."""
-    client = client or sqs_client()
-    response = client.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"])
-    return int(response.get("Attributes", {}).get("ApproximateNumberOfMessages", "0"))

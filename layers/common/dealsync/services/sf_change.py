@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from dealsync.clients.errors import CrmError, PermanentCrmError, TransientCrmError
@@ -27,7 +26,6 @@ from dealsync.models.events import (
     parse_salesforce_queue_body,
 )
 from dealsync.observability import logger, metrics
-from dealsync.queues import EnqueueError, queue_backlog, send_messages
 from dealsync.services.context import SyncContext, cached_context
 from dealsync.services.opportunity_sync import sync_opportunities
 from dealsync.services.poll import poll_salesforce
@@ -36,10 +34,6 @@ from dealsync.services.records import record_batch_failure
 from dealsync.services.resync import RESYNC_SOURCE, refresh_for_resync, retry_changed_causes
 
 OWN_CLIENT = "dealsync"
-# A batch synced in multiples of this is whole Salesforce queries (200 ids) and whole HubSpot batch reads
-# and upserts (100 deals): what a partial batch is carried up to (see messages_to_carry).
-CARRY_UNIT = 200
-CARRIED_ATTRIBUTE = "dealsync-carried"
 
 
 @dataclass
@@ -50,7 +44,6 @@ class _Work:
     changed_at: dict[str, datetime] = field(default_factory=dict)
     failed: set[str] = field(default_factory=set)
     echoes: int = 0
-    must_sync_now: set[str] = field(default_factory=set)  # message ids never carried (carried once, roles...)
 
 
 def _collect(message_id: str, body: SalesforceChangeMessage | SalesforceChangeEvent, work: _Work) -> None:
@@ -99,11 +92,6 @@ def _opportunities_waiting_for(context: SyncContext, accounts: Mapping[str, set[
             work.opportunities[error.record_id] |= accounts[account_id]
 
 
-def _was_carried(record: Mapping[str, Any]) -> bool:
-    attribute = (record.get("messageAttributes") or {}).get(CARRIED_ATTRIBUTE) or {}
-    return bool(attribute.get("stringValue"))
-
-
 def _from_our_org(event: SalesforceChangeEvent, context: SyncContext) -> bool:
     org_id = context.credentials.salesforce.org_id
     return event.org_id is not None and len(org_id) >= 15 and event.org_id[:15] == org_id[:15]
@@ -140,12 +128,9 @@ def process_salesforce_changes(records: Sequence[Mapping[str, Any]], context: Sy
                 if isinstance(error, TransientCrmError):
                     work.failed.add(message_id)
             continue
-        if _was_carried(record):
-            work.must_sync_now.add(message_id)
         if isinstance(body, SalesforceChangeMessage) and body.source == RESYNC_SOURCE:
             refresh_for_resync(context)  # an owner or field created since the cache was filled is seen
         _collect(message_id, body, work)
-    work.must_sync_now |= {m for ids in (*work.roles.values(), *work.accounts.values()) for m in ids}
     try:
         _opportunities_of_roles(context, work.roles, work)
         _opportunities_waiting_for(context, work.accounts, work)
@@ -155,79 +140,15 @@ def process_salesforce_changes(records: Sequence[Mapping[str, Any]], context: Sy
     if work.echoes:
         metrics.add_metric(name="EchoesSkipped", unit=MetricUnit.Count, value=work.echoes)
     if work.opportunities:
-        bodies = {str(record["messageId"]): str(record["body"]) for record in records}
-        now = _carry_partial_batch(context, work, [bodies[m] for m in bodies], list(bodies))
         try:
-            report = sync_opportunities(context, sorted(now), changed_at=work.changed_at, source="salesforce_changes")
+            report = sync_opportunities(context, sorted(work.opportunities), changed_at=work.changed_at,
+                                        source="salesforce_changes")
         except PermanentCrmError as error:  # the whole batch: recorded once, not redelivered in a loop
-            record_batch_failure(context, "Opportunity", sorted(now), error)
+            record_batch_failure(context, "Opportunity", sorted(work.opportunities), error)
         else:
             for record_id in report.retry:
                 work.failed |= work.opportunities[record_id]
     return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in sorted(work.failed)]}
-
-
-def messages_to_carry(opportunities: Mapping[str, set[str]], message_order: Sequence[str],
-                      must_sync_now: set[str], *, backlog: bool, unit: int = CARRY_UNIT) -> set[str]:
-    """The messages to put back on the queue so this batch syncs a whole number of ``unit`` opportunities.
-
-    A burst reaches the worker as batches of arbitrary sizes (the batching window, concurrent pollers),
-    and each batch costs one Salesforce query per started 200 and one HubSpot read and one upsert per
-    started hundred. While more messages wait on the queue (``backlog``), the batch's last partial unit
-    is carried into the next batch, so a burst costs about one call per 200 and per 100 overall.
-    Without a backlog nothing waits: a single change is never delayed. A message is carried at most
-    once (``must_sync_now`` holds those already carried, and contact-role messages, which cost a query
-    to resolve): carried ones are synced in the next batch, filling it up to a whole unit first."""
-    total = len(opportunities)
-    if not backlog or total % unit == 0:
-        return set()
-    ids_of: dict[str, set[str]] = defaultdict(set)
-    for opportunity_id, message_ids in opportunities.items():
-        for message_id in message_ids:
-            ids_of[message_id].add(opportunity_id)
-    required = {opportunity_id for message_id in must_sync_now for opportunity_id in ids_of.get(message_id, ())}
-    target = max(total - total % unit, -(-len(required) // unit) * unit)
-    if target >= total:
-        return set()
-    position = {message_id: index for index, message_id in enumerate(message_order)}
-    ordered = sorted(ids_of, key=lambda m: (m not in must_sync_now, position.get(m, len(position))))
-    now: set[str] = set()
-    carried: set[str] = set()
-    for message_id in ordered:
-        ids = ids_of[message_id]
-        if message_id in must_sync_now or len(now | ids) <= target:
-            now |= ids
-        else:
-            carried.add(message_id)
-    return {message_id for message_id in carried if not ids_of[message_id] <= now}
-
-
-def _carry_partial_batch(context: SyncContext, work: _Work, bodies: Sequence[str],
-                         message_order: Sequence[str]) -> set[str]:
-    """Re-send the messages of the batch's partial hundred (see :func:`messages_to_carry`); returns the
-    opportunity ids to sync now. If re-sending fails, everything is synced now."""
-    queue = context.queues["salesforce"]
-    carry: set[str] = set()
-    if len(work.opportunities) % CARRY_UNIT:
-        try:
-            backlog = queue_backlog(queue) > 0
-        except ClientError as error:
-            logger.warning("could not read the queue's backlog; syncing the whole batch", extra={"cause": str(error)})
-            backlog = False
-        carry = messages_to_carry(work.opportunities, message_order, work.must_sync_now, backlog=backlog)
-    if carry:
-        body_of = dict(zip(message_order, bodies, strict=True))
-        try:
-            send_messages(queue, [body_of[m] for m in sorted(carry)],
-                          attributes={CARRIED_ATTRIBUTE: "1"})
-        except (EnqueueError, ClientError) as error:
-            logger.warning("could not carry the partial batch; syncing it now", extra={"cause": str(error)})
-            carry = set()
-    if carry:
-        metrics.add_metric(name="ChangesCarried", unit=MetricUnit.Count, value=len(carry))
-        logger.info("partial batch carried to the next batch", extra={"messages": len(carry)})
-    return {opportunity_id for opportunity_id, message_ids in work.opportunities.items()
-            if not message_ids <= carry}
 
 
 def handle_salesforce_changes(event: Mapping[str, Any]) -> dict[str, Any]:
