@@ -91,7 +91,11 @@ def hubspot_client(world: LocalWorld, *, person: bool = False) -> HubSpot:
 
 
 def port_is_free(port: int) -> bool:
+    """Whether a new server could listen on the port now. With SO_REUSEADDR, as every server here binds:
+    a connection the stopped server closed may linger in TIME_WAIT for a minute (whether it does depends
+    on timing), but only a socket still listening makes the bind fail."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
