@@ -104,6 +104,13 @@ def seed(world: LocalWorld, context: SyncContext, opportunities: int, accounts: 
                                                   for n in range(contacts)]})["contacts"]
     _link_all(context, LinkKind.ACCOUNT, zip(account_ids, map(str, companies), strict=True))
     _link_all(context, LinkKind.CONTACT, zip(contact_ids, map(str, hubspot_contacts), strict=True))
+    # The contact import (services.contacts.link_contacts) keeps the lifecycle stage it saw when linking
+    # (none, for these contacts), so the rollup worker raises stages without reading contacts first.
+    seen_ms = int(time.time() * 1000)
+    context.store.rollups.note_lifecycle_stages(
+        {contact_id: (str(hubspot_id), "", seen_ms) for contact_id, hubspot_id in zip(contact_ids, hubspot_contacts,
+                                                                                      strict=True)},
+        only_if_unknown=True)
     context.store.settings.mark_account_import_completed()
     set_deal_sync(context, True)
     opportunity_ids: list[str] = []
