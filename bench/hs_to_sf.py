@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import latency
+from bench.memory import PhasePeak
+from bench.sf_to_hs import SETUP_DRAIN_SECONDS
 from dealsync.models.domain import LinkKind, Side
 from dealsync.services.context import build_context
 from dealsync.services.opportunity_sync import sync_opportunities
@@ -67,7 +69,8 @@ def main() -> None:
             world.stop()
 
 
-def run(world: LocalWorld, records: int, samples: int) -> None:
+def run(world: LocalWorld, records: int, samples: int) -> dict[str, Any]:
+    """Seed, run the burst and the latency samples, print them; returns the figures."""
     assert world.crms is not None
     salesforce = world.crms.salesforce.app
     hubspot = world.crms.hubspot.app
@@ -82,19 +85,21 @@ def run(world: LocalWorld, records: int, samples: int) -> None:
         {"Name": f"Bench {n}", "StageName": "Prospecting", "CloseDate": "2027-06-30", "Amount": 1000 + n,
          "OwnerId": salesforce.person_user_id} for n in range(records)]})
     opportunity_ids: list[str] = loaded["Opportunity"]
+    # Only HubSpot's webhooks drive this run: Salesforce's own notifications are off (from the seeding on,
+    # so the echoes of its deal-id write-back are not processed either).
+    salesforce.apply_config({"notifications_enabled": False})
     for start in range(0, records, 1000):  # linked pairs, as an opportunity import leaves them
         sync_opportunities(context, opportunity_ids[start:start + 1000], source="import")
     links = context.store.links.get_many(LinkKind.OPPORTUNITY, Side.SALESFORCE, opportunity_ids)
     deal_ids = [links[oid].hubspot_id for oid in opportunity_ids]
-    # Only HubSpot's webhooks drive this run: Salesforce's own notifications are off.
-    salesforce.apply_config({"notifications_enabled": False})
     hubspot.flush_webhooks(30)
-    world.drain(60)
+    world.drain(SETUP_DRAIN_SECONDS)
     for app in (salesforce, hubspot):
         with app.lock:
             app.stats.clear()
 
     # --- the burst ---------------------------------------------------------------------------------
+    memory = PhasePeak.start()
     started = time.perf_counter()
     for n, deal_id in enumerate(deal_ids):
         _person_update(world, deal_id, {"amount": str(5000 + n)})
@@ -105,9 +110,11 @@ def run(world: LocalWorld, records: int, samples: int) -> None:
     elapsed = time.perf_counter() - started  # until every opportunity has its deal's amount
     hubspot.flush_webhooks(120)
     world.drain(300)
+    burst_memory = memory.figures()
     sf_stats, hs_stats = salesforce.stats_snapshot(), hubspot.stats_snapshot()
     print(f"burst of {records} deal changes (HubSpot webhooks)")
-    print(f"  wall time              {elapsed:8.2f} s   ({records / elapsed:,.0f} records/s)")
+    print(f"  wall time              {elapsed:8.2f} s   ({records / elapsed:,.0f} records/s; the whole world's "
+          f"peak RSS during the burst {int(str(burst_memory['peak_rss_bytes'])) / 2**20:.0f} MiB)")
     print(f"  Salesforce write calls {_calls(sf_stats, writes=True):8d}   (target ≤ 10 per 1,000)")
     print(f"  Salesforce read calls  {_calls(sf_stats, writes=False):8d}")
     # HubSpot's batch routes (read/update/...) share one route in the statistics: all calls are shown,
@@ -127,7 +134,14 @@ def run(world: LocalWorld, records: int, samples: int) -> None:
         change=lambda n: _person_update(world, deal_ids[n], {"amount": str(90000 + n)}),
         applied=lambda n: opportunity_amount(n) == 90000 + n,
         what="opportunity update")
-    latency.report("single change, deal edited → opportunity updated", latencies)
+    latency_figures = latency.report("single change, deal edited → opportunity updated", latencies)
+    return {
+        "records": records, "wall_seconds": round(elapsed, 2), "records_per_second": round(records / elapsed, 1),
+        "salesforce_calls": _calls(sf_stats), "salesforce_write_calls": _calls(sf_stats, writes=True),
+        "hubspot_calls": _calls(hs_stats), "not_up_to_date": len(wrong), **burst_memory,
+        "salesforce_by_route": dict(sf_stats["by_route"]), "hubspot_by_route": dict(hs_stats["by_route"]),
+        "latency": latency_figures,
+    }
 
 if __name__ == "__main__":
     main()

@@ -23,7 +23,17 @@ def measure(samples: int, change: Callable[[int], object], applied: Callable[[in
     return sorted(latencies)
 
 
-def report(label: str, latencies: list[float]) -> None:
+def summary(latencies: list[float]) -> dict[str, float | int]:
+    """p50, p95 and max (seconds) of sorted latencies, and how many there were."""
     p95 = latencies[min(len(latencies) - 1, round(0.95 * (len(latencies) - 1)))]
+    return {"samples": len(latencies), "p50_seconds": round(statistics.median(latencies), 3),
+            "p95_seconds": round(p95, 3), "max_seconds": round(latencies[-1], 3)}
+
+
+def report(label: str, latencies: list[float]) -> dict[str, float | int]:
+    """Print the summary under ``label`` and return it."""
+    figures = summary(latencies)
     print(f"{label}, {len(latencies)} samples")
-    print(f"  p50 {statistics.median(latencies):.3f} s   p95 {p95:.3f} s   max {latencies[-1]:.3f} s")
+    print(f"  p50 {figures['p50_seconds']:.3f} s   p95 {figures['p95_seconds']:.3f} s   "
+          f"max {figures['max_seconds']:.3f} s")
+    return figures

@@ -2,7 +2,7 @@
 the HubSpot emulator over HTTPS), through the real worker entry (`process_rollup_messages`, batches
 of 10 RollupMessages of 100 contacts, as the Lambda gets them from the RollupQueue).
 
-    .venv/bin/python bench/rollups.py [--contacts 10000]
+    .venv/bin/python -m bench.rollups [--contacts 10000]
 
 Seeding (not measured): the HubSpot contacts (emulator `load`), the CONTACT links and the projection
 (two opportunities per contact: won, lost or open), written straight into the SyncTable in the
@@ -11,11 +11,14 @@ nightly full recompute does.
 
 Runs, each printing wall time, contacts/s, HubSpot calls (client counter and the emulator's own
 request count), lifecycle-stage reads, contact writes, Salesforce calls and HubSpot deal reads:
-1. first recompute ever (cold: no written-values state, so the lifecycle stage of every contact
-   whose rows call for one is unknown and read once, 100 per call);
+1. first recompute ever: nothing written yet; each contact's lifecycle stage is the one dealsync saw
+   when it linked the contact (as ``services.contacts`` and the contact import record it), so no
+   contact is read;
 2. the same again, nothing changed: zero writes;
 3. every opportunity's CreatedDate moved (all 10,000 contacts change, lifecycle stages known):
-   the steady-state cost of a full recompute that has to write everything.
+   the steady-state cost of a full recompute that has to write everything;
+4. first recompute of contacts linked before dealsync kept their stage (no state at all): the stage
+   of every contact whose rows call for one is read once, 100 per call — the one case above budget.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from functools import wraps
 from pathlib import Path
 from typing import Any
 
+from bench.memory import PhasePeak
 from dealsync.models.domain import Link, LinkKind
 from dealsync.models.events import RollupMessage, salesforce_id_18
 from dealsync.services.context import SyncContext, build_context
@@ -95,6 +99,11 @@ def seed(world: LocalWorld, context: SyncContext, n: int, shift_days: int = 0) -
                         created_at=moment, updated_at=moment)
             links += list(link_items(link))
         table.batch_write(puts=links)
+        # Linking a contact (services.contacts, the contact import) keeps the lifecycle stage it saw.
+        seen_ms = int(time.time() * 1000)
+        context.store.rollups.note_lifecycle_stages(
+            {contact_id(index): (str(hubspot_id), contacts[index]["lifecyclestage"], seen_ms)
+             for index, hubspot_id in enumerate(hubspot_ids)}, only_if_unknown=True)
         table.batch_write(puts=[{"pk": f"ROLLUPCONTACTS#{_shard(contact_id(i)):02d}", "sk": contact_id(i),
                                  "contact_id": contact_id(i)} for i in range(n)])
     rows = []
@@ -110,6 +119,11 @@ def seed(world: LocalWorld, context: SyncContext, n: int, shift_days: int = 0) -
                 "gsi1pk": f"ROLLUPOPP#{opportunity_id(index)}", "gsi1sk": contact,
             })
     table.batch_write(puts=rows)
+
+
+def forget_states(context: SyncContext, n: int) -> None:
+    """No written-values state at all: nothing written yet and no stage known."""
+    context.store.table.batch_write(deletes=[{"pk": f"ROLLUP#{contact_id(i)}", "sk": "STATE"} for i in range(n)])
 
 
 def full_recompute_messages(context: SyncContext) -> list[str]:
@@ -163,35 +177,49 @@ def run(world: LocalWorld, context: SyncContext, bodies: Sequence[str], label: s
     }
 
 
+LABELS = ("1 first recompute (stages seen when the contacts were linked)", "2 nothing changed",
+          "3 every contact changed (stages known)",
+          "4 first recompute, contacts linked before dealsync kept stages (stages unknown: read)")
+
+
+def measure(world: LocalWorld, context: SyncContext, n: int, steady_state: bool = True) -> dict[str, Any]:
+    """Seed n contacts, then the runs (1 and 2 only without ``steady_state``), each printed as a JSON
+    line; returns the seeding time, the budget and every run's figures (with its peak memory)."""
+    started = time.perf_counter()
+    seed(world, context, n)
+    seeded = round(time.perf_counter() - started, 1)
+    print(json.dumps({"seeded_contacts": n, "seconds": seeded}), flush=True)
+    bodies = full_recompute_messages(context)
+    assert sum(len(json.loads(body)["contact_ids"]) for body in bodies) == n
+    budget = math.ceil(n * 11 / 1000)  # 110 for 10,000 contacts
+    results = []
+    for label in LABELS if steady_state else LABELS[:2]:
+        if label.startswith("3"):
+            seed(world, context, n, shift_days=1)
+        if label.startswith("4"):
+            forget_states(context, n)
+        memory = PhasePeak.start()
+        result = run(world, context, bodies, label, n)
+        result.update(memory.figures())
+        result["within_budget"] = result["hubspot_calls"] <= budget
+        print(json.dumps(result), flush=True)
+        results.append(result)
+    summary = {"budget_hubspot_calls": budget, "second_run_writes": results[1]["contact_writes_calls"]}
+    print(json.dumps(summary))
+    return {"contacts": n, "seed_seconds": seeded, **summary, "runs": results}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--contacts", type=int, default=10_000)
     parser.add_argument("--no-steady-state", action="store_true",
-                        help="skip run 3 (every contact changed) to halve the time")
+                        help="skip runs 3 and 4 (every contact changed, stages unknown) to halve the time")
     args = parser.parse_args()
-    n = args.contacts
     partition_lookup_for_moto()
     with tempfile.TemporaryDirectory() as state_dir:
         world = LocalWorld(Path(state_dir), seed="none", run_schedules=False, port_base=0).start()
         try:
-            context = build_context()
-            started = time.perf_counter()
-            seed(world, context, n)
-            print(json.dumps({"seeded_contacts": n, "seconds": round(time.perf_counter() - started, 1)}), flush=True)
-            bodies = full_recompute_messages(context)
-            assert sum(len(json.loads(body)["contact_ids"]) for body in bodies) == n
-            budget = math.ceil(n * 11 / 1000)  # 110 for 10,000 contacts
-            results = []
-            labels = ["1 first recompute (cold: stages unknown)", "2 nothing changed",
-                      "3 every contact changed (stages known)"]
-            for label in labels[:2] if args.no_steady_state else labels:
-                if label.startswith("3"):
-                    seed(world, context, n, shift_days=1)
-                result = run(world, context, bodies, label, n)
-                result["within_budget"] = result["hubspot_calls"] <= budget
-                print(json.dumps(result), flush=True)
-                results.append(result)
-            print(json.dumps({"budget_hubspot_calls": budget, "second_run_writes": results[1]["contact_writes_calls"]}))
+            measure(world, build_context(), args.contacts, steady_state=not args.no_steady_state)
         finally:
             world.stop()
 
