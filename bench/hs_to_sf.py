@@ -19,11 +19,11 @@ from typing import Any
 
 from bench import latency
 from bench.memory import PhasePeak
+from bench.setup import company_sync_on, deal_sync_on, person_is_a_hubspot_owner
 from bench.sf_to_hs import SETUP_DRAIN_SECONDS
 from dealsync.models.domain import LinkKind, Side
 from dealsync.services.context import build_context
 from dealsync.services.opportunity_sync import sync_opportunities
-from dealsync.services.toggles import set_company_sync, set_deal_sync
 from dealsync_local.hubspot.common import DEALS
 from dealsync_local.pytest_fixtures import start_world
 from dealsync_local.world import LocalWorld
@@ -75,12 +75,9 @@ def run(world: LocalWorld, records: int, samples: int) -> dict[str, Any]:
     salesforce = world.crms.salesforce.app
     hubspot = world.crms.hubspot.app
     context = build_context()
-    person = salesforce.get("User", salesforce.person_user_id)
-    assert person is not None
-    hubspot.add_owner(str(person["Email"]), "Sam", "Seller")
-    set_company_sync(context, True)
-    context.store.settings.mark_account_import_completed()
-    set_deal_sync(context, True)
+    person_is_a_hubspot_owner(world)
+    company_sync_on(context)
+    deal_sync_on(context)
     loaded = salesforce.load({"Opportunity": [
         {"Name": f"Bench {n}", "StageName": "Prospecting", "CloseDate": "2027-06-30", "Amount": 1000 + n,
          "OwnerId": salesforce.person_user_id} for n in range(records)]})

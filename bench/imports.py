@@ -42,12 +42,12 @@ from typing import Any
 
 from bench.memory import PhasePeak
 from bench.rollups import partition_lookup_for_moto
+from bench.setup import company_sync_on, deal_sync_on, person_is_a_hubspot_owner
 from bench.sf_to_hs import _PathCounter
 from dealsync.models.domain import JobStatus, Link, LinkKind
 from dealsync.models.events import ImportStartMessage, parse_import_queue_body
 from dealsync.services.context import SyncContext, build_context
 from dealsync.services.imports import run_coordinator, start_import
-from dealsync.services.toggles import set_company_sync, set_deal_sync
 from dealsync.store.links import _items as link_items
 from dealsync_local.hubspot.common import COMPANIES, CONTACTS, DEALS
 from dealsync_local.pytest_fixtures import start_world
@@ -88,10 +88,8 @@ def seed(world: LocalWorld, context: SyncContext, opportunities: int, accounts: 
     """Returns the opportunity ids."""
     assert world.crms is not None
     salesforce, hubspot = world.crms.salesforce.app, world.crms.hubspot.app
-    person = salesforce.get("User", salesforce.person_user_id)
-    assert person is not None
-    hubspot.add_owner(str(person["Email"]), "Sam", "Seller")
-    set_company_sync(context, True)
+    person_is_a_hubspot_owner(world)
+    company_sync_on(context)
     loaded = salesforce.load({
         "Account": [{"Name": f"Account {n}", "Website": f"https://a{n}.bench.example"} for n in range(accounts)],
         "Contact": [{"LastName": f"Buyer {n}", "Email": f"buyer{n}@bench.example",
@@ -111,8 +109,7 @@ def seed(world: LocalWorld, context: SyncContext, opportunities: int, accounts: 
         {contact_id: (str(hubspot_id), "", seen_ms) for contact_id, hubspot_id in zip(contact_ids, hubspot_contacts,
                                                                                       strict=True)},
         only_if_unknown=True)
-    context.store.settings.mark_account_import_completed()
-    set_deal_sync(context, True)
+    deal_sync_on(context)
     opportunity_ids: list[str] = []
     stages = ("Prospecting", "Qualification", "Closed Won", "Closed Lost")
     for start in range(0, opportunities, 10_000):  # in slices: the emulator's load holds its lock meanwhile

@@ -19,10 +19,10 @@ from typing import Any
 
 from bench import latency
 from bench.memory import PhasePeak
+from bench.setup import company_sync_on, deal_sync_on, person_is_a_hubspot_owner
 from dealsync.models.domain import LinkKind
 from dealsync.services.context import build_context
 from dealsync.services.opportunity_sync import sync_opportunities
-from dealsync.services.toggles import set_company_sync, set_deal_sync
 from dealsync_local.hubspot.common import DEALS
 from dealsync_local.pytest_fixtures import start_world
 from dealsync_local.world import LocalWorld
@@ -80,15 +80,12 @@ def run(world: LocalWorld, records: int, samples: int, both_paths: bool) -> dict
     salesforce = world.crms.salesforce.app
     hubspot = world.crms.hubspot.app
     context = build_context()
-    person = salesforce.get("User", salesforce.person_user_id)
-    assert person is not None
-    hubspot.add_owner(str(person["Email"]), "Sam", "Seller")
-    set_company_sync(context, True)
+    person_is_a_hubspot_owner(world)
+    company_sync_on(context)
     account_id = salesforce.create("Account", {"Name": "Bench Corp"})
     company_id = hubspot.load({"companies": [{"name": "Bench Corp", "salesforce_account_id": account_id}]})
     context.store.links.create(LinkKind.ACCOUNT, account_id, company_id["companies"][0])
-    context.store.settings.mark_account_import_completed()
-    set_deal_sync(context, True)
+    deal_sync_on(context)
 
     loaded = salesforce.load({
         "Contact": [{"LastName": f"Buyer {n}", "Email": f"buyer{n}@bench.example", "AccountId": account_id}
