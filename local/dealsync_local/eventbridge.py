@@ -7,7 +7,7 @@ import datetime as dt
 import json
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +18,7 @@ from dealsync_local.template import ACCOUNT_ID, REGION, RuleTarget
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
+SQS_BATCH_ENTRIES = 10  # SendMessageBatch's limit
 _PLACEHOLDER = re.compile(r"<([A-Za-z0-9_.\-]+)>")
 _PATH_TOKEN = re.compile(r"\.([^.\[\]]+)|\[(\d+)\]|\['([^']+)'\]")
 
@@ -178,3 +179,26 @@ class TargetDispatcher:
             response = self.sqs.send_message(QueueUrl=url, MessageBody=payload)
             return Delivery(target.target_id, logical_id, "sqs", message_id=response["MessageId"])
         return Delivery(target.target_id, arn, "unsupported", error=f"target {arn} is not local")
+
+    def deliver_many(self, pairs: Sequence[tuple[RuleTarget, Mapping[str, Any]]]) -> list[Delivery]:
+        """Several events at once, in order per target: SQS targets get ``SendMessageBatch`` calls of up to 10
+        messages (one message per event, as EventBridge delivers them), other targets one call per event."""
+        deliveries: list[Delivery | None] = [None] * len(pairs)
+        by_queue: dict[str, list[tuple[int, RuleTarget, str]]] = {}
+        for index, (target, event) in enumerate(pairs):
+            if str(target.arn) in self.queues_by_arn:
+                by_queue.setdefault(str(target.arn), []).append((index, target, target_input(target, event)))
+            else:
+                deliveries[index] = self.deliver(target, event)
+        for arn, items in by_queue.items():
+            logical_id, url = self.queues_by_arn[arn]
+            for start in range(0, len(items), SQS_BATCH_ENTRIES):
+                chunk = items[start:start + SQS_BATCH_ENTRIES]
+                response = self.sqs.send_message_batch(QueueUrl=url, Entries=[
+                    {"Id": str(index), "MessageBody": payload} for index, _, payload in chunk])
+                sent = {entry["Id"]: entry["MessageId"] for entry in response.get("Successful", [])}
+                failed = {entry["Id"]: entry.get("Message") or entry["Code"] for entry in response.get("Failed", [])}
+                for index, target, _ in chunk:
+                    deliveries[index] = Delivery(target.target_id, logical_id, "sqs", message_id=sent.get(str(index)),
+                                                 error=failed.get(str(index)))
+        return [delivery for delivery in deliveries if delivery is not None]

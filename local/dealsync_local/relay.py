@@ -52,28 +52,27 @@ class EventRelay:
 
     def deliver(self, envelope: Mapping[str, Any]) -> list[Delivery]:
         """Route one envelope to the targets of every matching rule."""
-        deliveries: list[Delivery] = []
-        for rule in self.rules:
-            if not matches(rule.pattern, envelope):
-                continue
-            for target in rule.targets:
-                deliveries.append(self.dispatcher.deliver(target, envelope))
-        with self._lock:
-            self.received += 1
-            if deliveries:
-                self.matched += 1
-            else:
-                self.unmatched += 1
-            self.delivered += sum(1 for delivery in deliveries if delivery.error is None)
-            self.errors += sum(1 for delivery in deliveries if delivery.error is not None)
-        if not deliveries:
-            logger.debug("event %s (%s) matched no rule", envelope.get("id"), envelope.get("detail-type"))
-        return deliveries
+        return self.deliver_many([envelope])
 
     def deliver_many(self, envelopes: Iterable[Mapping[str, Any]]) -> list[Delivery]:
-        deliveries: list[Delivery] = []
+        """Route envelopes to the targets of every matching rule; a queue gets them in batches."""
+        pairs: list[tuple[RuleTarget, Mapping[str, Any]]] = []
+        matched = unmatched = 0
         for envelope in envelopes:
-            deliveries.extend(self.deliver(envelope))
+            targets = [target for rule in self.rules if matches(rule.pattern, envelope) for target in rule.targets]
+            if targets:
+                matched += 1
+            else:
+                unmatched += 1
+                logger.debug("event %s (%s) matched no rule", envelope.get("id"), envelope.get("detail-type"))
+            pairs.extend((target, envelope) for target in targets)
+        deliveries = self.dispatcher.deliver_many(pairs)
+        with self._lock:
+            self.received += matched + unmatched
+            self.matched += matched
+            self.unmatched += unmatched
+            self.delivered += sum(1 for delivery in deliveries if delivery.error is None)
+            self.errors += sum(1 for delivery in deliveries if delivery.error is not None)
         return deliveries
 
     def stats(self) -> dict[str, Any]:

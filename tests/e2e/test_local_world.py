@@ -430,6 +430,21 @@ def test_event_relay_sink_delivers_matching_envelopes_unchanged(local_world: Loc
     assert [json.loads(message["Body"]) for message in messages] == [matching]
 
 
+def test_event_relay_sink_delivers_a_relay_request_of_many_events_one_message_each(local_world: LocalWorld) -> None:
+    endpoints = local_world.endpoints
+    assert endpoints is not None
+    drain_queue(local_world, "SalesforceChangesQueue")
+    envelopes = [_envelope("OpportunityChangeEvent", f"006000000000{n:03d}AAA") for n in range(20)]
+    envelopes.insert(7, _envelope("LeadChangeEvent", "00Q000000000001AAA"))
+    response = requests.post(endpoints.api.event_relay_url, json=envelopes, timeout=10)
+    assert response.status_code == 200
+    deliveries = response.json()["deliveries"]
+    assert len(deliveries) == 20 and all(d["message_id"] and "error" not in d for d in deliveries)
+    messages = drain_queue(local_world, "SalesforceChangesQueue")
+    bodies = sorted((json.loads(message["Body"]) for message in messages), key=lambda body: body["id"])
+    assert bodies == sorted((e for e in envelopes if e["detail-type"] != "LeadChangeEvent"), key=lambda e: e["id"])
+
+
 def test_salesforce_change_events_and_outbound_messages_reach_the_world(local_world: LocalWorld) -> None:
     recorder = fixture_module("recorder")
     client = salesforce_client(local_world, person=True)

@@ -8,8 +8,8 @@ dropped once older than the maximum age (24 h in Salesforce).
 
 Change events (reference §4b, §4c): each write request is one transaction; its changes become
 ``<Entity>ChangeEvent`` messages in the Event Relay → EventBridge envelope, identical changes merged
-into one event with several ``recordIds``, and are POSTed as JSON, one event per request, in commit
-order, each retried until the sink answers 2xx.
+into one event with several ``recordIds``, and are POSTed as a JSON array of up to 20 events (what one
+PutPartnerEvents request carries), in commit order, each retried until the sink answers 2xx.
 
 Both channels are at-least-once in Salesforce, and Event Relay does not promise order across events.
 For reliability tests, ``duplicate_rate`` re-delivers a delivered notification (Outbound Messages with
@@ -50,6 +50,8 @@ DEFAULT_OUTBOUND_FIELDS = [
 CDC_ENTITIES = ["Opportunity", "OpportunityContactRole", "Account", "Contact"]
 GAP_TYPES = frozenset({"GAP_CREATE", "GAP_UPDATE", "GAP_DELETE", "GAP_UNDELETE", "GAP_OVERFLOW"})
 MAX_NOTIFICATIONS_PER_MESSAGE = 100
+# Event Relay writes to EventBridge with PutPartnerEvents, at most 20 entries a request (AWS API reference).
+MAX_EVENTS_PER_RELAY_REQUEST = 20
 
 
 @dataclass
@@ -307,11 +309,19 @@ class Notifier:
             return min(entry.next_at for entry in self._cdc_queue)
         return self._cdc_queue[0].next_at
 
-    def _next_cdc_item(self) -> _CdcItem:
-        if not self.settings.shuffle:
-            return self._cdc_queue[0]
+    def _next_cdc_items(self) -> list[_CdcItem]:
+        """The events of the next relay request: up to ``MAX_EVENTS_PER_RELAY_REQUEST`` that are due. In commit
+        order, the head and the due events right behind it; shuffled, any due events, in random order."""
         now = time.monotonic()
-        return self._random().choice([entry for entry in self._cdc_queue if entry.next_at <= now])
+        if not self.settings.shuffle:
+            items: list[_CdcItem] = []
+            for entry in self._cdc_queue:
+                if entry.next_at > now or len(items) == MAX_EVENTS_PER_RELAY_REQUEST:
+                    break
+                items.append(entry)
+            return items
+        due = [entry for entry in self._cdc_queue if entry.next_at <= now]
+        return self._random().sample(due, min(len(due), MAX_EVENTS_PER_RELAY_REQUEST))
 
     def _cdc_loop(self) -> None:
         while True:
@@ -326,34 +336,42 @@ class Notifier:
                         self._cond.wait()
                 if self._stopped:
                     return
-                item = self._next_cdc_item()
+                batch = self._next_cdc_items()
                 generation = self._generation
                 url = self.settings.change_event_url
                 self._cdc_in_flight = True
-            status, error = self._post(url, json.dumps(item.envelope).encode(), "application/json")
+            body = json.dumps([item.envelope for item in batch]).encode()
+            status, error = self._post(url, body, "application/json")
             ok = status is not None and 200 <= status < 300
             with self._cond:
                 self._cdc_in_flight = False
-                if generation != self._generation or not any(entry is item for entry in self._cdc_queue):
+                if generation != self._generation:
                     continue
-                item.attempts += 1
                 now = time.monotonic()
-                dropped = not url or now - item.created > self.settings.max_age_seconds
-                if ok or dropped:
-                    self._cdc_queue = collections.deque(entry for entry in self._cdc_queue if entry is not item)
-                    if ok and self._duplicate_now(item.duplicate):
-                        self.duplicates_added += 1
-                        self._cdc_queue.append(_CdcItem(item.envelope, now, now + self._random().random(),
-                                                        duplicate=True))
-                else:
-                    item.next_at = now + self._backoff(item.attempts)
-                self.log.append({
-                    "kind": "change_event", "url": url, "status": status, "error": error,
-                    "delivered": ok, "dropped": dropped and not ok, "attempt": item.attempts,
-                    "detail-type": item.envelope["detail-type"],
-                    "recordIds": item.envelope["detail"]["payload"]["ChangeEventHeader"]["recordIds"],
-                })
+                for item in batch:
+                    self._settle_cdc_item(item, url, ok, status, error, now)
                 self._cond.notify_all()
+
+    def _settle_cdc_item(self, item: _CdcItem, url: str | None, ok: bool, status: int | None, error: str | None,
+                         now: float) -> None:
+        """After a relay request: drop a delivered (or expired) event, re-queue a duplicate, or back off."""
+        if not any(entry is item for entry in self._cdc_queue):
+            return
+        item.attempts += 1
+        dropped = not url or now - item.created > self.settings.max_age_seconds
+        if ok or dropped:
+            self._cdc_queue = collections.deque(entry for entry in self._cdc_queue if entry is not item)
+            if ok and self._duplicate_now(item.duplicate):
+                self.duplicates_added += 1
+                self._cdc_queue.append(_CdcItem(item.envelope, now, now + self._random().random(), duplicate=True))
+        else:
+            item.next_at = now + self._backoff(item.attempts)
+        self.log.append({
+            "kind": "change_event", "url": url, "status": status, "error": error,
+            "delivered": ok, "dropped": dropped and not ok, "attempt": item.attempts,
+            "detail-type": item.envelope["detail-type"],
+            "recordIds": item.envelope["detail"]["payload"]["ChangeEventHeader"]["recordIds"],
+        })
 
     # --- outbound messages -----------------------------------------------------------------------
     def _om_loop(self) -> None:

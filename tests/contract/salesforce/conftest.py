@@ -119,9 +119,15 @@ class Receiver:
     default: tuple[int, str] = (200, "")
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def json_bodies(self) -> list[dict[str, Any]]:
+    def json_bodies(self) -> list[Any]:
         with self.lock:
             return [json.loads(body) for body in self.bodies]
+
+    def relayed_events(self) -> list[dict[str, Any]]:
+        """Every change event received, in order: a relay request is a JSON array of up to 20 events."""
+        requests = self.json_bodies()
+        assert all(isinstance(body, list) and 1 <= len(body) <= 20 for body in requests), requests
+        return [event for body in requests for event in body]
 
     def texts(self) -> list[str]:
         with self.lock:

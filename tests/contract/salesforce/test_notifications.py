@@ -92,7 +92,7 @@ def test_change_events_carry_the_call_options_client(org: Any, sf: Any, person: 
                           headers={"Sforce-Call-Options": "client=dealsync"})
     person.Opportunity.update(opp_id, {"Amount": 12.5})
     assert org.app.flush_notifications(timeout=10)
-    events = sink.json_bodies()
+    events = sink.relayed_events()
     assert [e["detail"]["payload"]["ChangeEventHeader"]["changeType"] for e in events] == [
         "CREATE", "UPDATE", "UPDATE"]
     create = events[0]
@@ -120,6 +120,22 @@ def test_change_events_carry_the_call_options_client(org: Any, sf: Any, person: 
     assert events[0]["detail"]["event"]["replayId"] < events[2]["detail"]["event"]["replayId"]
 
 
+def test_change_events_relayed_in_requests_of_at_most_20(org: Any, person: Any,
+                                                         receiver_factory: Callable[..., Any]) -> None:
+    sink = receiver_factory()
+    sink.script = [(503, "unavailable")]  # the events queue up behind the failed first request
+    org.configure(change_event_url=sink.url, retry_base_seconds=0.5)
+    created = [person.Opportunity.create({"Name": f"Burst {n}", "StageName": "Prospecting",
+                                          "CloseDate": "2026-12-31"})["id"] for n in range(50)]
+    assert org.app.flush_notifications(timeout=20)
+    failed, *delivered = sink.json_bodies()
+    assert max(len(body) for body in delivered) == 20  # what one PutPartnerEvents request carries
+    record_ids = [event["detail"]["payload"]["ChangeEventHeader"]["recordIds"][0]
+                  for body in delivered for event in body]
+    assert record_ids == created  # each once, in commit order, the failed ones first
+    assert len(failed) >= 1
+
+
 def test_change_events_for_deletes_roles_gaps_and_retries(org: Any, sf: Any,
                                                           receiver_factory: Callable[..., Any]) -> None:
     sink = receiver_factory()
@@ -134,9 +150,10 @@ def test_change_events_for_deletes_roles_gaps_and_retries(org: Any, sf: Any,
     org.control("undelete", {"ids": [first]})
     org.control("gap_event", {"entity": "Opportunity", "ids": [second], "change_type": "GAP_UPDATE"})
     assert org.app.flush_notifications(timeout=10)
-    events = sink.json_bodies()
-    assert events[0] == events[1]  # the first delivery failed with 503 and was retried
-    headers = [(e["detail-type"], e["detail"]["payload"]["ChangeEventHeader"]) for e in events[1:]]
+    failed = sink.json_bodies()[0]
+    events = sink.relayed_events()[len(failed):]
+    assert events[:len(failed)] == failed  # the first request failed with 503; its events were retried first
+    headers = [(e["detail-type"], e["detail"]["payload"]["ChangeEventHeader"]) for e in events]
     kinds = [(kind, h["changeType"], sorted(h["recordIds"])) for kind, h in headers]
     assert kinds == [
         ("OpportunityChangeEvent", "CREATE", [first]),
@@ -149,7 +166,7 @@ def test_change_events_for_deletes_roles_gaps_and_retries(org: Any, sf: Any,
         ("OpportunityContactRoleChangeEvent", "UNDELETE", [role]),
         ("OpportunityChangeEvent", "GAP_UPDATE", [second]),
     ]
-    contact_payload = events[3]["detail"]["payload"]
+    contact_payload = events[2]["detail"]["payload"]
     assert contact_payload["Name"] == {"FirstName": "Kim", "LastName": "Lee"}
     delete_header = headers[4][1]
     assert delete_header["changeOrigin"] == "com/salesforce/api/rest/59.0;client=dealsync"
@@ -200,7 +217,7 @@ def test_duplicated_and_shuffled_notifications_for_reliability_tests(org: Any, p
     created = [person.Opportunity.create({"Name": f"Busy {n}", "StageName": "Prospecting",
                                           "CloseDate": "2026-12-31"})["id"] for n in range(6)]
     assert org.app.flush_notifications(timeout=20)
-    events = sink.json_bodies()
+    events = sink.relayed_events()
     event_ids = [event["id"] for event in events]
     # Every change event twice, each copy identical (same event id and replay id), in an order that is not
     # the commit order.
