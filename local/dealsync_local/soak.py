@@ -38,7 +38,9 @@ Invariants (a failure of any makes the exit status 1):
   the writer yet), either may win — DESIGN decides by modification time, and Salesforce's is the
   record's SystemModstamp, which the sync's own writes move too — so both are accepted, but no older
   value, and no invented one. A delete, undelete or restore starts the pair afresh: only writes after
-  the last of them are checked (writes to a deal that was then deleted are legitimately lost);
+  the last of them are checked (writes to a deal that was then deleted are legitimately lost) — except a
+  Salesforce delete and undelete that the deal outlived (the opportunity ends paired with the deal it had
+  when deleted: the sync never archived it), which leaves the pair's writes as they were;
 * no echoes: dealsync never wrote a value back to the side it came from. The emulators count every
   update that changed nothing, by caller, and call the integration's an echo when a field it rewrote was
   last set by a person on that side (the value came from there and bounced back). The integration's
@@ -1124,10 +1126,18 @@ def check(world: SoakWorld, journal: Journal) -> Findings:
 
     # Fields: both sides agree, and hold what the last person write says.
     fresh_since: dict[str, float] = {}
-    for event in journal.lifecycle:
+    survived_delete: set[str] = set()  # opportunities deleted and undeleted while their deal lived on
+    for event in sorted(journal.lifecycle, key=lambda e: e.at):
         named = event.opportunity_id or journal.deal_to_opportunity.get(event.deal_id or "")
-        if named:
-            fresh_since[named] = max(event.at, fresh_since.get(named, 0.0))
+        if not named:
+            continue
+        if event.kind == "sf_delete" and event.deal_id and pairs.get(named) == event.deal_id:
+            survived_delete.add(named)  # the deal the opportunity had then is its deal now: never archived
+            continue
+        if event.kind == "sf_undelete" and named in survived_delete:
+            survived_delete.discard(named)
+            continue
+        fresh_since[named] = max(event.at, fresh_since.get(named, 0.0))
     writes_of: dict[tuple[str, str], list[Write]] = {}
     for write in journal.writes:
         named = write.opportunity_id or journal.deal_to_opportunity.get(write.deal_id or "") or (
