@@ -139,6 +139,34 @@ def test_shadow_update_with_a_stale_version_is_refused(store: SyncStore) -> None
     assert again.shadow["amount"] is None
 
 
+def test_pending_writes_are_kept_on_both_items_until_the_shadow_is_saved(store: SyncStore) -> None:
+    links = [store.links.create(LinkKind.OPPORTUNITY, opp_id(n), f"71{n:02d}", shadow={"Amount": "10"}).link
+             for n in range(60)]
+    pending: dict[str, dict[str, str | None]] = {"hubspot": {"Amount": "20"}, "salesforce": {"Name": None}}
+    marked = store.links.set_pending_many([(link, pending) for link in links])  # two transactions of 50 and 10
+    assert [link.pending for link in marked] == [pending] * 60
+    from_hubspot = store.links.get_by_hubspot_id(LinkKind.OPPORTUNITY, "7105")
+    assert from_hubspot is not None and from_hubspot.pending == pending
+    from_salesforce = store.links.get_by_salesforce_id(LinkKind.OPPORTUNITY, opp_id(5))
+    assert from_salesforce is not None and from_salesforce.pending == pending
+    saved = store.links.update_shadow(marked[5], {"Amount": "20"})
+    assert saved.pending is None
+    for stored in (store.links.get_by_hubspot_id(LinkKind.OPPORTUNITY, "7105"),
+                   store.links.get_by_salesforce_id(LinkKind.OPPORTUNITY, opp_id(5))):
+        assert stored is not None and stored.pending is None and stored.shadow == {"Amount": "20"}
+
+
+def test_pending_writes_are_not_written_on_a_link_that_moved(store: SyncStore) -> None:
+    link = store.links.create(LinkKind.OPPORTUNITY, opp_id(80), "7180", shadow={"Amount": "10"}).link
+    moved = store.links.update_shadow(link, {"Amount": "15"})
+    other = store.links.create(LinkKind.OPPORTUNITY, opp_id(81), "7181", shadow={"Amount": "10"}).link
+    pending = {"hubspot": {"Amount": "20"}}
+    results = store.links.set_pending_many([(link, pending), (other, pending)])  # one refused: each on its own
+    assert [result.pending for result in results] == [None, pending]
+    stored = store.links.get_by_hubspot_id(LinkKind.OPPORTUNITY, "7180")
+    assert stored is not None and stored.pending is None and stored.shadow_version == moved.shadow_version
+
+
 def test_batch_lookup_of_250_ids_takes_at_most_three_calls(store: SyncStore) -> None:
     ids = [opp_id(1000 + number) for number in range(250)]
     for number, salesforce_id in enumerate(ids[:200]):

@@ -60,8 +60,10 @@ EXPECTED: dict[str, Role] = {
         sends_to=frozenset({"SalesforceChangesQueue", "ImportQueue", "RollupQueue"}),
         consumes="SalesforceChangesQueue"),
     # Syncs deals into Salesforce; queues contact rollups.
+    # It queues contact rollups, and a deal to resync (on its own queue) when it merged a restored deal into it.
     "HsChangeFunction": Role(
-        tables=frozenset({"SyncTable"}), sends_to=frozenset({"RollupQueue"}), consumes="HubSpotChangesQueue"),
+        tables=frozenset({"SyncTable"}), sends_to=frozenset({"RollupQueue", "HubSpotChangesQueue"}),
+        consumes="HubSpotChangesQueue"),
     # The nightly full recompute fans out onto its own queue.
     "RollupRecomputeFunction": Role(
         tables=frozenset({"SyncTable"}), sends_to=frozenset({"RollupQueue"}), consumes="RollupQueue"),

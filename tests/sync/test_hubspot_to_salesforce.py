@@ -11,6 +11,7 @@ import pytest
 
 from dealsync.models.domain import ErrorCategory, FieldMapping, LinkKind, LinkStatus, StageMapping, SyncRule
 from dealsync.services.contacts import link_contacts
+from dealsync.services.records import UNIQUE_PROPERTY
 from tests.sync.conftest import SyncWorld
 
 pytestmark = pytest.mark.e2e
@@ -221,6 +222,38 @@ def test_restored_deal_is_relinked(sync_world: SyncWorld, hubspot_contacts: list
     sync_world.person_hubspot.batch_update("deals", [{"id": deal_id, "properties": {"amount": "15500"}}])
     sync_world.settle()
     assert float(_opportunity_for(sync_world, deal_id)["Amount"]) == 15500
+
+
+def test_deal_restored_after_its_opportunity_synced_as_a_new_deal_is_merged_into_it(
+        sync_world: SyncWorld, hubspot_contacts: list[str]) -> None:
+    deal_id = _new_deal(sync_world, "Globex - Restored late", hubspot_contacts)
+    sync_world.settle()
+    opportunity_id = _opportunity_for(sync_world, deal_id)["Id"]
+    # Deleted before it carried its opportunity's id (the deal was deleted while dealsync was writing the
+    # id to it): HubSpot lets such a deal be restored even after the opportunity has a new deal.
+    sync_world.person_hubspot.batch_update("deals", [{"id": deal_id, "properties": {UNIQUE_PROPERTY: ""}}])
+    sync_world.person_hubspot.batch_archive("deals", [deal_id])
+    sync_world.settle()
+    sync_world.salesforce.update("Opportunity", opportunity_id, {"Amount": 16000})
+    sync_world.settle()
+    replacement = sync_world.deal_for(opportunity_id)
+    assert replacement is not None and str(replacement["id"]) != deal_id
+    sync_world.hubspot.restore(deal_id)
+    sync_world.settle()
+    # One opportunity, one live deal: the restored deal became part of the opportunity's current deal.
+    live = [deal for deal in sync_world.person_hubspot.batch_read(
+        "deals", [deal_id, str(replacement["id"])], ["amount", "hs_merged_object_ids"])]
+    assert {str(deal["id"]) for deal in live} == {str(replacement["id"])}
+    assert deal_id in str(live[0]["properties"]["hs_merged_object_ids"]).split(";")
+    assert live[0]["properties"]["amount"] == "16000"
+    link = sync_world.context.store.links.get_by_salesforce_id(LinkKind.OPPORTUNITY, opportunity_id)
+    assert link is not None and link.is_active and link.hubspot_id == str(replacement["id"])
+    opportunity = sync_world.salesforce.get("Opportunity", opportunity_id)
+    assert opportunity is not None and opportunity["HubSpot_Deal_Id__c"] == str(replacement["id"])
+    sync_world.person_hubspot.batch_update("deals", [{"id": str(replacement["id"]), "properties": {
+        "amount": "16500"}}])
+    sync_world.settle()
+    assert float(_opportunity_for(sync_world, str(replacement["id"]))["Amount"]) == 16500
 
 
 def test_moving_out_of_the_salesforce_pipelines_pauses_and_moving_back_resumes(

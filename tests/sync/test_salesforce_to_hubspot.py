@@ -8,6 +8,7 @@ import pytest
 
 from dealsync.models.domain import ErrorCategory, LinkKind, LinkStatus
 from dealsync.services.opportunity_sync import sync_opportunities
+from dealsync_local.hubspot.common import DEALS
 from tests.sync.conftest import SyncWorld
 
 pytestmark = pytest.mark.e2e
@@ -112,6 +113,36 @@ def test_delete_archives_the_deal_and_undelete_brings_it_back(sync_world: SyncWo
     assert relinked is not None
     assert relinked.is_active
     assert relinked.hubspot_id == str(back["id"])
+
+
+def test_a_change_racing_the_deals_deletion_gives_the_new_deal_the_link(sync_world: SyncWorld) -> None:
+    opportunity_id = _new_opportunity(sync_world, "Acme Corp - Deleted while changing")
+    sync_world.settle()
+    first = sync_world.deal_for(opportunity_id)
+    assert first is not None
+    # The deal is deleted in HubSpot, and its deletion webhook has not been processed when the opportunity
+    # changes (held back here: the emulator reports nothing while its listener is off).
+    store = sync_world.hubspot.store
+    with store.lock:
+        listener, store.listener = store.listener, None
+        try:
+            store.archive(DEALS, store.get(DEALS, str(first["id"])), sync_world.hubspot.person_source)
+        finally:
+            store.listener = listener
+    sync_world.salesforce.update("Opportunity", opportunity_id, {"Amount": 51000})
+    sync_world.settle()
+    second = sync_world.deal_for(opportunity_id)
+    assert second is not None and second["id"] != first["id"]
+    assert second["properties"]["amount"] == "51000"
+    link = sync_world.context.store.links.get_by_salesforce_id(LinkKind.OPPORTUNITY, opportunity_id)
+    assert link is not None and link.is_active and link.hubspot_id == str(second["id"])
+    old = sync_world.context.store.links.get_by_hubspot_id(LinkKind.OPPORTUNITY, str(first["id"]))
+    assert old is not None and old.status is LinkStatus.TOMBSTONED
+    opportunity = sync_world.salesforce.get("Opportunity", opportunity_id)
+    assert opportunity is not None and opportunity["HubSpot_Deal_Id__c"] == str(second["id"])
+    sync_world.salesforce.delete("Opportunity", opportunity_id)  # and the pair still ends as one
+    sync_world.settle()
+    assert sync_world.deal_for(opportunity_id) is None
 
 
 def test_own_writes_do_not_echo_back_to_salesforce(sync_world: SyncWorld) -> None:

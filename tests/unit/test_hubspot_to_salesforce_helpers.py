@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from dealsync.mapping.fields import default_specs
+from dealsync.mapping.rules import RecordDecision
 from dealsync.models.events import HubSpotWebhookEvent
 from dealsync.services.deal_sync import (
     ContactDiff,
@@ -16,6 +18,7 @@ from dealsync.services.deal_sync import (
     with_plain_history,
 )
 from dealsync.services.hs_change import DealWork, collect_events
+from dealsync.services.records import hubspot_snapshot, pending_writes, salesforce_snapshot
 
 APP_ID = "3141592"
 
@@ -122,3 +125,47 @@ def test_history_objects_become_plain_dicts() -> None:
     assert plain["properties_with_history"] == {"amount": [{"value": "5", "timestamp": "2027-01-02T00:00:00Z"}],
                                                 "dealname": []}
     assert with_plain_history({"id": "2"}) == {"id": "2"}
+
+
+def test_hubspot_snapshot_marks_properties_whose_newest_version_dealsync_wrote() -> None:
+    def version(value: str, source_type: str, source_id: str) -> dict[str, str]:
+        return {"value": value, "timestamp": "2026-03-01T10:00:00Z", "source_type": source_type, "source_id": source_id}
+
+    deal = {"id": "1", "properties": {"dealname": "B", "amount": "5", "description": "x", "closedate": "y"},
+            "properties_with_history": {
+                "dealname": [version("B", "INTEGRATION", "42"), version("A", "CRM_UI", "userId:7")],
+                "amount": [version("5", "CRM_UI", "userId:7"), version("4", "INTEGRATION", "42")],
+                "description": [version("x", "INTEGRATION", "99")],  # another app
+                "closedate": []}}
+    assert hubspot_snapshot(deal, "42").copied_fields == {"dealname"}
+    assert hubspot_snapshot(deal).copied_fields == frozenset()
+
+
+def test_salesforce_snapshot_has_no_change_time_when_dealsync_made_the_last_change() -> None:
+    from datetime import UTC, datetime
+
+    integration = "005000000000009AAA"
+    record = {"Id": "006000000000001AAA", "Name": "A", "SystemModstamp": "2026-03-01T10:00:00.000+0000"}
+    stamp = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+    by_person = salesforce_snapshot({**record, "LastModifiedById": "005000000000002AAA"}, [], None, integration)
+    by_dealsync = salesforce_snapshot({**record, "LastModifiedById": integration[:15]}, [], None, integration)
+    earlier_event, later_event = datetime(2026, 3, 1, 9, 0, tzinfo=UTC), datetime(2026, 3, 1, 11, 0, tzinfo=UTC)
+    assert by_person.changed_at == stamp
+    assert by_dealsync.changed_at is None  # the stamp is when dealsync copied HubSpot's values over
+    assert salesforce_snapshot({**record, "LastModifiedById": integration}, [], earlier_event,
+                               integration).changed_at == earlier_event
+    # the record as read holds a later change than the event that named it
+    assert salesforce_snapshot({**record, "LastModifiedById": "005000000000002AAA"}, [], earlier_event,
+                               integration).changed_at == stamp
+    assert salesforce_snapshot(record, [], later_event, integration).changed_at == later_event
+    assert salesforce_snapshot({**record, "LastModifiedById": integration}, []).changed_at == stamp
+
+
+def test_pending_writes_name_each_field_by_the_side_its_patch_writes() -> None:
+    specs = default_specs(multi_currency=False)
+    decision = RecordDecision(hubspot_properties={"amount": "20", "dealstage": "s2"},
+                              salesforce_fields={"Name": "New"},
+                              shadow={"Amount": "20", "StageName": "default:Won", "Name": "New", "CloseDate": "x"},
+                              fields={})
+    assert pending_writes(decision, specs) == {"hubspot": {"Amount": "20", "StageName": "default:Won"},
+                                               "salesforce": {"Name": "New"}}

@@ -439,3 +439,65 @@ def test_missing_values_can_mean_blank() -> None:
         stages=SINGLE, owners=OWNERS)
     assert lenient.salesforce_fields == {"Description": None}
     assert lenient.warnings == ()
+
+
+def test_properties_dealsync_wrote_do_not_win_by_their_copy_time() -> None:
+    # The deal was written by dealsync (late) from an older Salesforce read; the link was never saved.
+    copied = {"dealname", "amount"}
+    hubspot = SideSnapshot(hs_properties(dealname="Old name", amount="100"), changed_at=LATE,
+                           field_changed_at={name: LATE for name in copied}, copied_fields=frozenset(copied))
+    salesforce = SideSnapshot(sf_record(Name="New name", Amount=250.0), changed_at=EARLY)
+    decision = decide_record(SPECS, salesforce, hubspot, None, stages=SINGLE, owners=OWNERS)
+    assert decision.hubspot_properties["dealname"] == "New name"
+    assert decision.hubspot_properties["amount"] == "250"
+    assert "Name" not in decision.salesforce_fields and "Amount" not in decision.salesforce_fields
+
+
+def test_an_opportunity_dealsync_wrote_last_has_no_change_time_and_hubspot_edits_win() -> None:
+    # dealsync created the opportunity from an older read of the deal (late), a person edited the deal
+    # (early, before the copy landed); the worker died before the link: no shadow.
+    salesforce = SideSnapshot(sf_record(Name="Copied name"), changed_at=None)
+    hubspot = SideSnapshot(hs_properties(dealname="Edited name"), changed_at=EARLY,
+                           field_changed_at={"dealname": EARLY})
+    decision = decide_record(SPECS, salesforce, hubspot, None, stages=SINGLE, owners=OWNERS)
+    assert decision.salesforce_fields.get("Name") == "Edited name"
+
+
+def test_salesforce_value_dealsync_copied_earlier_loses_to_a_later_hubspot_edit() -> None:
+    # Salesforce's close date was copied to HubSpot (EARLY); a person then edited it in HubSpot (10:30); the
+    # opportunity's stamp is LATE only because someone changed its owner. The link's shadow lagged behind.
+    middle = datetime(2026, 3, 1, 10, 30, tzinfo=UTC)
+    salesforce = SideSnapshot(sf_record(CloseDate="2027-03-30"), changed_at=LATE)
+    hubspot = SideSnapshot(hs_properties(closedate="2028-06-18"), changed_at=middle,
+                           field_changed_at={"closedate": middle},
+                           last_copies={"closedate": ("2027-03-30T00:00:00.000Z", EARLY)})
+    shadow = {**AGREED, "CloseDate": "2028-04-05"}
+    decision = decide_record(SPECS, salesforce, hubspot, shadow, stages=SINGLE, owners=OWNERS)
+    assert decision.salesforce_fields.get("CloseDate") == "2028-06-18"
+    # Salesforce changed again after the copy: its own stamp counts
+    changed_since = SideSnapshot(sf_record(CloseDate="2029-01-01"), changed_at=LATE)
+    decision = decide_record(SPECS, changed_since, hubspot, shadow, stages=SINGLE, owners=OWNERS)
+    assert decision.hubspot_properties.get("closedate") is not None and "CloseDate" not in decision.salesforce_fields
+
+
+def test_a_pending_write_that_reached_hubspot_counts_as_agreed() -> None:
+    # A sync wrote Amount 2500 to HubSpot and died before saving the shadow (still 1500); the person then
+    # put Salesforce back to 1500. Salesforce's change wins; without the pending write HubSpot's copy would.
+    salesforce = SideSnapshot(sf_record(Amount=1500.0), changed_at=EARLY)
+    hubspot = SideSnapshot(hs_properties(amount="2500"), changed_at=LATE)
+    pending = {"hubspot": {"Amount": "2500"}, "salesforce": {}}
+    decision = decide_record(SPECS, salesforce, hubspot, AGREED, stages=SINGLE, owners=OWNERS, pending=pending)
+    assert decision.hubspot_properties == {"amount": "1500"}
+    assert decision.salesforce_fields == {}
+    without = decide_record(SPECS, salesforce, hubspot, AGREED, stages=SINGLE, owners=OWNERS)
+    assert without.salesforce_fields == {"Amount": 2500.0}
+
+
+def test_a_pending_write_that_did_not_reach_its_side_is_done_again() -> None:
+    # The sync meant to write Amount 2500 to HubSpot and died before it: Salesforce holds 2500, HubSpot 1500.
+    salesforce = SideSnapshot(sf_record(Amount=2500.0), changed_at=EARLY)
+    hubspot = SideSnapshot(hs_properties(), changed_at=LATE)
+    pending = {"hubspot": {"Amount": "2500"}, "salesforce": {}}
+    decision = decide_record(SPECS, salesforce, hubspot, AGREED, stages=SINGLE, owners=OWNERS, pending=pending)
+    assert decision.hubspot_properties == {"amount": "2500"}
+    assert decision.shadow["Amount"] == "2500"

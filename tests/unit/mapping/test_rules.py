@@ -150,3 +150,41 @@ def test_decision_is_immutable() -> None:
     decision = FieldDecision(NONE, "A", "A")
     with pytest.raises(AttributeError):
         decision.action = TO_HS  # type: ignore[misc]
+
+
+# HubSpot's value is one dealsync copied there from Salesforce: not a HubSpot change, whatever its timestamp.
+@pytest.mark.parametrize(("rule", "salesforce", "hubspot", "shadow", "action", "new_shadow"), [
+    # a worker died between the HubSpot write and the link write: the shadow lags, Salesforce changed since
+    (TWO_WAY, "C", "B", "A", TO_HS, "C"),
+    # a new pair (no shadow): the deal holds an older Salesforce value dealsync copied
+    (TWO_WAY, "C", "B", NO_SHADOW, TO_HS, "C"),
+    # Salesforce changed back to the lagging shadow's value: still Salesforce's
+    (TWO_WAY, "A", "B", "A", TO_HS, "A"),
+    # cleared in Salesforce after the copy
+    (TWO_WAY, None, "B", "A", TO_HS, None),
+    (PREFER, None, "B", "A", TO_HS, None),
+    (ALWAYS, None, "B", "A", TO_HS, None),
+    # the copy is current: nothing to write, and the shadow catches up
+    (TWO_WAY, "B", "B", "A", NONE, "B"),
+])
+def test_a_value_dealsync_copied_to_hubspot_loses_to_salesforce(
+        rule: SyncRule, salesforce: FieldValue, hubspot: FieldValue, shadow: ShadowInput, action: Action,
+        new_shadow: FieldValue) -> None:
+    # the copy's timestamp is later than Salesforce's change: without the flag HubSpot would win the conflict
+    decision = decide_field(rule, salesforce, hubspot, shadow, salesforce_changed_at=EARLY, hubspot_changed_at=LATE,
+                            hubspot_copied=True)
+    assert (decision.action, decision.shadow, decision.conflict) == (action, new_shadow, False)
+
+
+def test_an_unmarked_hubspot_value_with_the_later_timestamp_wins() -> None:
+    decision = decide_field(TWO_WAY, "C", "B", "A", salesforce_changed_at=EARLY, hubspot_changed_at=LATE)
+    assert (decision.action, decision.conflict) == (TO_SF, True)
+
+
+def test_without_a_shadow_a_blank_hubspot_set_by_a_person_is_a_change() -> None:
+    # a person cleared the field in HubSpot (late) after dealsync created the opportunity from an older read
+    decision = decide_field(TWO_WAY, "A", None, NO_SHADOW, salesforce_changed_at=None, hubspot_changed_at=LATE,
+                            hubspot_cleared=True)
+    assert (decision.action, decision.value) == (TO_SF, None)
+    never_set = decide_field(TWO_WAY, "A", None, NO_SHADOW, salesforce_changed_at=None, hubspot_changed_at=LATE)
+    assert (never_set.action, never_set.value) == (TO_HS, "A")

@@ -238,6 +238,13 @@ class HubSpotClient:
             results += _results_or_errors(response)
         return results
 
+    def merge(self, object_type: str, primary_id: str, merged_id: str) -> dict[str, Any]:
+        """Merge ``merged_id`` into ``primary_id`` (the primary keeps its id; the other becomes its alias)."""
+        api = getattr(self.api.crm, object_type).basic_api
+        response = self._call(partial(api.merge, public_merge_input={
+            "primaryObjectId": primary_id, "objectIdToMerge": merged_id}))
+        return _plain(response.to_dict())
+
     def batch_archive(self, object_type: str, ids: Sequence[str]) -> None:
         for chunk in _chunks(list(ids), BATCH_LIMIT):
             body = {"inputs": [{"id": record_id} for record_id in chunk]}

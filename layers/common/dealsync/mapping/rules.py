@@ -116,13 +116,24 @@ def decide_field(
     salesforce_changed_at: datetime | None = None,
     hubspot_changed_at: datetime | None = None,
     origin: Side | None = None,
+    hubspot_copied: bool = False,
+    hubspot_cleared: bool = False,
 ) -> FieldDecision:
-    """One field's decision from canonical values (see the module docstring for the semantics)."""
+    """One field's decision from canonical values (see the module docstring for the semantics).
+
+    `hubspot_copied`: HubSpot's value is one dealsync copied from Salesforce (its property history says so),
+    so HubSpot did not change it, whatever the shadow says (a shadow can lag behind when a worker died
+    between the CRM write and the link write), and the copy's timestamp is not a change time. Salesforce's
+    value is the same one or a later change: it wins.
+    `hubspot_cleared`: HubSpot's blank was set (its property history has it): without a shadow, that is a
+    change like any value, not a field nobody filled in."""
     has_shadow = not isinstance(shadow, NoShadow)
     if has_shadow:
         sf_changed, hs_changed = salesforce != shadow, hubspot != shadow
     else:
-        sf_changed, hs_changed = salesforce is not None, hubspot is not None
+        sf_changed, hs_changed = salesforce is not None, hubspot is not None or hubspot_cleared
+    if hubspot_copied:
+        sf_changed, hs_changed = not _agree(salesforce, hubspot), False
     both_changed = sf_changed and hs_changed and not _agree(salesforce, hubspot)
 
     def write(side: Side, *, conflict: bool = False) -> FieldDecision:
@@ -178,7 +189,9 @@ class SideSnapshot:
 
     Salesforce: the record's fields (simple-salesforce dict), `changed_at` = SystemModstamp or the
     change event's commit time. HubSpot: the deal's `properties`, `field_changed_at` = property
-    timestamps (propertiesWithHistory), `changed_at` = updatedAt as the fallback.
+    timestamps (propertiesWithHistory), `changed_at` = updatedAt as the fallback, `copied_fields` = the
+    properties whose current value dealsync itself wrote there and `last_copies` the last value it wrote to
+    each (known from the same history).
     A field missing from `values` was not read: it is left alone (and a warning says so), unless
     `missing_is_blank` (for an API that leaves empty values out).
     """
@@ -188,6 +201,10 @@ class SideSnapshot:
     field_changed_at: Mapping[str, datetime] = field(default_factory=dict)
     exists: bool = True
     missing_is_blank: bool = False
+    # HubSpot: properties whose current value dealsync wrote (newest history version from its app).
+    copied_fields: frozenset[str] = frozenset()
+    # HubSpot: the last value dealsync wrote to each property, and when (its newest version from dealsync).
+    last_copies: Mapping[str, tuple[str, datetime]] = field(default_factory=dict)
 
     @classmethod
     def absent(cls) -> SideSnapshot:
@@ -290,8 +307,27 @@ class _RecordContext:
         """The HubSpot value, canonical and fitted to the Salesforce field; and whether text was cut."""
         if not self.hubspot.exists:
             return None, False
+        return self.canonical_hubspot(spec, self.hubspot.values.get(spec.hubspot_property), salesforce)
+
+    def salesforce_changed_at(self, spec: FieldSpec, salesforce: FieldValue) -> datetime | None:
+        """When Salesforce's value changed, at the latest. The record's stamp moves with every field; but
+        when the last value dealsync copied to HubSpot is Salesforce's current one, that value was already
+        there when dealsync copied it: it changed no later than the copy."""
+        changed_at = _utc(self.salesforce.changed_at_for(spec.salesforce_fields))
+        copy = self.hubspot.last_copies.get(spec.hubspot_property) if spec.kind is not ValueKind.STAGE else None
+        if copy is None or isinstance(salesforce, Unconvertible):
+            return changed_at
+        raw, copied_at = copy
+        copied_value, _ = self.canonical_hubspot(spec, raw, salesforce)
+        if copied_value != salesforce:
+            return changed_at
+        copied_at_utc = _utc(copied_at)
+        if copied_at_utc is None:
+            return changed_at
+        return copied_at_utc if changed_at is None else min(changed_at, copied_at_utc)
+
+    def canonical_hubspot(self, spec: FieldSpec, raw: Any, salesforce: FieldValue) -> tuple[FieldValue, bool]:
         values = self.hubspot.values
-        raw = values.get(spec.hubspot_property)
         if spec.kind is ValueKind.OWNER:
             current = salesforce if isinstance(salesforce, str) else None
             return owner_canonical_from_hubspot(_raw_text(raw) or None, self.owners,
@@ -331,6 +367,7 @@ def decide_record(
     owners: OwnerDirectory,
     origin: Side | None = None,
     salesforce_read_only: Iterable[str] = (),
+    pending: Mapping[str, Mapping[str, ShadowValue]] | None = None,
 ) -> RecordDecision:
     """Every mapped field's decision, as the patches to apply and the link's new shadow.
 
@@ -340,6 +377,8 @@ def decide_record(
     HubSpot is reset to Salesforce instead (Amount is added when HasOpportunityLineItem is true).
     The same happens when HubSpot clears a field Salesforce requires (Name, CloseDate, ...).
     Persist the returned shadow only once both patches have been applied.
+    `pending`: the link's write-ahead values left by a sync that stopped before saving its shadow, by the
+    side they were written to; a field whose value on that side is the pending one counts it as agreed.
     """
     context = _RecordContext(salesforce, hubspot, stages, owners, frozenset(salesforce_read_only))
     out = _Builder()
@@ -355,12 +394,21 @@ def decide_record(
             continue
         sf_value = context.salesforce_value(spec)
         hs_value, truncated = context.hubspot_value(spec, sf_value)
+        written_to_hubspot = (pending or {}).get(Side.HUBSPOT.value, {})
+        written_to_salesforce = (pending or {}).get(Side.SALESFORCE.value, {})
+        if key in written_to_hubspot and written_to_hubspot[key] == hs_value:
+            old = written_to_hubspot[key]  # that sync's write reached HubSpot: the value was agreed
+        elif key in written_to_salesforce and written_to_salesforce[key] == sf_value:
+            old = written_to_salesforce[key]
         rule = SyncRule.TWO_WAY if spec.kind is ValueKind.OWNER else spec.rule
         decision = decide_field(
             rule, sf_value, hs_value, old,
-            salesforce_changed_at=salesforce.changed_at_for(spec.salesforce_fields),
+            salesforce_changed_at=context.salesforce_changed_at(spec, sf_value),
             hubspot_changed_at=hubspot.changed_at_for(spec.hubspot_properties),
             origin=origin,
+            hubspot_copied=hubspot.exists and all(name in hubspot.copied_fields for name in spec.hubspot_properties),
+            hubspot_cleared=hubspot.exists and hs_value is None
+            and all(name in hubspot.field_changed_at for name in spec.hubspot_properties),
         )
         out.fields[key] = decision
         if decision.conflict:

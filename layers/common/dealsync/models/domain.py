@@ -56,6 +56,10 @@ class Link(BaseModel):
     last_synced_at: datetime | None = None
     shadow: dict[str, ShadowValue] = Field(default_factory=dict)
     shadow_version: int = 0
+    # Write-ahead: the values a sync was about to write, by the side it writes them to ("hubspot",
+    # "salesforce"), saved before its CRM writes and removed with its shadow. Still there means that sync
+    # stopped in between: a side holding a pending value got it from that sync (the value is agreed).
+    pending: dict[str, dict[str, ShadowValue]] | None = None
 
     @property
     def is_active(self) -> bool:

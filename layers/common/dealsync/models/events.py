@@ -21,6 +21,7 @@ must carry a time zone.
 import base64
 import binascii
 import re
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -60,6 +61,7 @@ from pydantic.alias_generators import to_camel
 __all__ = [
     "HUBSPOT_MAX_BATCH",
     "OUTBOUND_MESSAGE_MAX_NOTIFICATIONS",
+    "RESYNC_CHANGE_SOURCE",
     "SALESFORCE_CHANGE_MAX_IDS",
     "ChangeEventDetail",
     "ChangeEventHeader",
@@ -98,6 +100,7 @@ __all__ = [
     "ScheduledTask",
     "ScheduledTaskName",
     "ack_response",
+    "deal_resync_messages",
     "describe_invalid",
     "inbound_request",
     "parse_hubspot_batch",
@@ -1055,3 +1058,22 @@ def inbound_request(event: APIGatewayProxyEventV2Model) -> InboundRequest:
         request_id=context.requestId,
         received_at=context.timeEpoch,
     )
+
+
+RESYNC_CHANGE_SOURCE: Final = "DEALSYNC_RESYNC"  # changeSource of the deal events a resync puts on the queue
+
+
+def deal_resync_messages(deal_ids: Sequence[str], *, portal_id: str, app_id: str,
+                         now: datetime) -> list[HubSpotChangeMessage]:
+    """HubSpotChanges messages asking the worker to re-read these deals with their associations."""
+    occurred = int(now.timestamp() * 1000)
+    events = [
+        HubSpotWebhookEvent(
+            event_id=uuid.uuid4().int >> 65, portal_id=int(portal_id or 0), app_id=int(app_id or 0),
+            occurred_at=occurred, subscription_type="deal.creation", object_id=int(deal_id),
+            change_source=RESYNC_CHANGE_SOURCE,
+        )
+        for deal_id in dict.fromkeys(deal_ids)
+    ]
+    return [HubSpotChangeMessage(events=events[start:start + HUBSPOT_MAX_BATCH], received_at=now)
+            for start in range(0, len(events), HUBSPOT_MAX_BATCH)]

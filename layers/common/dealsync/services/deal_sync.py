@@ -27,7 +27,9 @@ from dealsync.mapping.fields import FieldSpec, hubspot_properties_to_read
 from dealsync.mapping.rules import RecordDecision, SideSnapshot, decide_record
 from dealsync.mapping.stages import StageMap
 from dealsync.models.domain import ErrorCategory, Link, LinkKind, LinkStatus, ShadowValue, Side
+from dealsync.models.events import deal_resync_messages
 from dealsync.observability import logger, metrics
+from dealsync.queues import send_messages
 from dealsync.services.context import SyncContext
 from dealsync.services.opportunity_sync import SyncReport
 from dealsync.services.records import (
@@ -36,16 +38,19 @@ from dealsync.services.records import (
     DEAL_ID_FIELD,
     DEAL_TO_PRIMARY_COMPANY,
     UNIQUE_PROPERTY,
+    contact_role_ids,
     contact_roles,
     enqueue_rollups,
     hubspot_snapshot,
     joined,
     opportunity_select,
+    pending_writes,
     salesforce_snapshot,
     split,
     update_rollup_projection,
 )
 from dealsync.store import StaleShadowError
+from dealsync.store.dynamo import now_utc
 
 ACCOUNT_FIELD = "AccountId"
 ROLLUP_FIELDS = frozenset({"Amount", "StageName", "CloseDate"})  # what the contact rollups read
@@ -160,6 +165,7 @@ class DealSync:
         self.store = context.store
         self.salesforce = context.salesforce
         self.hubspot = context.hubspot
+        self.own_app_id = context.credentials.hubspot.app_id  # tells dealsync's own HubSpot writes apart
         self._named: dict[str, dict[str, Any]] = {}  # unlinked deal id -> the opportunity naming it
 
     # --- entry point -----------------------------------------------------------------------------
@@ -233,6 +239,7 @@ class DealSync:
             associations.contacts.setdefault(deal_id, [])
         plans = self._plan(synced, deals, links, opportunities, associations, specs, stages, report)
         self._associations(plans)
+        self._write_ahead(plans, specs)
         self._write_new(plans, report)
         self._write_existing(plans, report)
         reach(DEAL_SYNC_AFTER_SALESFORCE_WRITE)  # a no-op outside the soak (dealsync.faultpoints)
@@ -241,6 +248,24 @@ class DealSync:
         self._save_links(plans, report)
         self._record_errors(plans, report)
         self._update_rollups(plans)
+
+    def _write_ahead(self, plans: Sequence[_Plan], specs: Sequence[FieldSpec]) -> None:
+        """Linked pairs about to be written: what will be written, on the link first (Link.pending), so that
+        a worker dying between the CRM writes and the shadow leaves the next sync knowing its writes. The
+        contact roles written to Salesforce are HubSpot's contact set."""
+        writing: list[tuple[_Plan, Link, dict[str, dict[str, ShadowValue]]]] = []
+        for plan in plans:
+            if plan.link is None or plan.opportunity is None:
+                continue
+            pending = pending_writes(plan.decision, specs)
+            contacts = joined(plan.contacts)
+            if contacts != plan.shadow.get(CONTACTS_KEY):
+                pending[Side.SALESFORCE.value][CONTACTS_KEY] = contacts
+            if any(pending.values()):
+                writing.append((plan, plan.link, pending))
+        saved = self.store.links.set_pending_many([(link, pending) for _, link, pending in writing])
+        for (plan, _, _), link in zip(writing, saved, strict=True):
+            plan.link = link
 
     # --- merges, deletions ---------------------------------------------------------------------------
     def _merges(self, merges: Mapping[str, Sequence[str]]) -> None:
@@ -328,6 +353,25 @@ class DealSync:
                 found[str(record[DEAL_ID_FIELD])] = record
         return found
 
+    def _merge_restored(self, deal_id: str, opportunity_id: str, current_deal_id: str) -> None:
+        """A person restored a deal whose opportunity synced as a new deal meanwhile (DESIGN 1.6): one
+        opportunity, two live deals. The restored deal is merged into the current one, which keeps the link
+        and its values while gaining what the restored deal held (engagements, associations, values where
+        it had none); that deal is then synced again, associations and all, so Salesforce gets them too."""
+        try:
+            self.hubspot.merge("deals", current_deal_id, deal_id)
+        except PermanentCrmError as error:
+            logger.warning("restored deal not merged into the opportunity's current deal", extra={
+                "deal_id": deal_id, "opportunity_id": opportunity_id, "linked_deal_id": current_deal_id,
+                "error": error.message})
+            return
+        logger.info("restored deal merged into the opportunity's current deal", extra={
+            "deal_id": deal_id, "opportunity_id": opportunity_id, "linked_deal_id": current_deal_id})
+        hubspot = self.context.credentials.hubspot
+        bodies = [message.model_dump_json() for message in deal_resync_messages(
+            [current_deal_id], portal_id=hubspot.portal_id, app_id=hubspot.app_id, now=now_utc())]
+        send_messages(self.context.queues["hubspot"], bodies)
+
     def _resolve_links(self, ids: Sequence[str], deals: Mapping[str, dict[str, Any]], links: dict[str, Link],
                        report: SyncReport) -> dict[str, Link]:
         """Active links of the synced deals: a restored deal is relinked when its opportunity is free."""
@@ -345,9 +389,7 @@ class DealSync:
                     resolved[deal_id] = result.link
                 else:
                     report.skipped.append(deal_id)
-                    logger.warning("restored deal's opportunity is linked to another deal now", extra={
-                        "deal_id": deal_id, "opportunity_id": link.salesforce_id,
-                        "linked_deal_id": result.link.hubspot_id})
+                    self._merge_restored(deal_id, link.salesforce_id, result.link.hubspot_id)
         # Deals naming an opportunity without a link of their own (e.g. the link was lost).
         named = {deal_id: str(deals[deal_id]["properties"][UNIQUE_PROPERTY]) for deal_id in ids
                  if deal_id not in resolved and deal_id not in links and _candidate_opportunity(deals[deal_id])}
@@ -366,13 +408,15 @@ class DealSync:
               opportunities: Mapping[str, dict[str, Any]], associations: _Associations, specs: Sequence[FieldSpec],
               stages: StageMap, report: SyncReport) -> list[_Plan]:
         owners = self.context.owners()
+        integration_user_id = self.context.integration_user_id()
 
         def decide(plan: _Plan) -> RecordDecision:
-            salesforce = (salesforce_snapshot(plan.opportunity, specs) if plan.opportunity is not None
+            salesforce = (salesforce_snapshot(plan.opportunity, specs, integration_user_id=integration_user_id)
+                          if plan.opportunity is not None
                           else SideSnapshot.absent())
-            return decide_record(specs, salesforce, hubspot_snapshot(plan.deal),
+            return decide_record(specs, salesforce, hubspot_snapshot(plan.deal, self.own_app_id),
                                  plan.shadow if plan.link is not None else None, stages=stages, owners=owners,
-                                 origin=Side.HUBSPOT)
+                                 origin=Side.HUBSPOT, pending=plan.link.pending if plan.link is not None else None)
 
         plans: list[_Plan] = []
         for deal_id in ids:
@@ -511,9 +555,26 @@ class DealSync:
         succeeded = self._apply_results(writing, results, [plan.deal_id for plan in writing], report)
         report.updated += [plan.deal_id for plan in writing if plan.deal_id in succeeded]
 
+    def _agree_pending_contacts(self, plans: Sequence[_Plan]) -> None:
+        """A sync that died after writing contact roles left them pending on the link: when Salesforce's
+        roles are that contact set, it is the agreed one (not HubSpot's additions still to make)."""
+        waiting = [plan for plan in plans if plan.link is not None and plan.opportunity is not None
+                   and CONTACTS_KEY in (plan.link.pending or {}).get(Side.SALESFORCE.value, {})]
+        if not waiting:
+            return
+        role_contacts = {plan.deal_id: contact_role_ids(plan.opportunity or {}) for plan in waiting}
+        contact_links = self.store.links.get_many(
+            LinkKind.CONTACT, Side.SALESFORCE, sorted({cid for ids in role_contacts.values() for cid in ids}))
+        hubspot_of = {cid: link.hubspot_id for cid, link in contact_links.items() if link.is_active}
+        for plan in waiting:
+            pending = ((plan.link.pending or {}) if plan.link else {})[Side.SALESFORCE.value][CONTACTS_KEY]
+            if {hubspot_of.get(cid) for cid in role_contacts[plan.deal_id]} == split(pending):
+                plan.shadow[CONTACTS_KEY] = pending
+
     def _write_roles(self, plans: Sequence[_Plan]) -> None:
         """HubSpot's contact association changes → contact roles added and removed."""
         ready = [plan for plan in plans if plan.opportunity_id and not plan.failed]
+        self._agree_pending_contacts(ready)
         diffs = {plan.deal_id: contact_diff(plan.contacts, split(plan.shadow.get(CONTACTS_KEY))
                                             if plan.link is not None else ()) for plan in ready}
         hubspot_ids = sorted({cid for diff in diffs.values() for cid in diff.added | diff.removed})
@@ -625,7 +686,7 @@ class DealSync:
                 elif not result.created:
                     self._update_shadow(result.link, shadow, plan, report)
                 continue
-            if shadow == plan.link.shadow:
+            if shadow == plan.link.shadow and plan.link.pending is None:
                 if not plan.salesforce_fields and not plan.hubspot_properties:
                     report.unchanged.append(plan.deal_id)
                 continue

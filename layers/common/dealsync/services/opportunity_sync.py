@@ -41,6 +41,7 @@ from dealsync.services.records import (
     hubspot_snapshot,
     joined,
     opportunity_select,
+    pending_writes,
     record_sync_errors,
     record_sync_errors_batch,
     rollup_projection_by_record,
@@ -98,6 +99,7 @@ class OpportunitySync:
         self.store = context.store
         self.salesforce = context.salesforce
         self.hubspot = context.hubspot
+        self.own_app_id = context.credentials.hubspot.app_id  # tells dealsync's own HubSpot writes apart
 
     # --- entry point -----------------------------------------------------------------------------
     def sync(self, opportunity_ids: Sequence[str], *, changed_at: Mapping[str, datetime] | None = None,
@@ -180,6 +182,7 @@ class OpportunitySync:
         deals.update(self._claim_named_deals(live, records, links, deals, specs))
         plans = self._plan(live, records, links, deals, specs, stages, changed_at, report)
         self._link_associations(plans)
+        self._write_ahead(plans, specs)
         self._write_deals(plans, report)
         reach(OPPORTUNITY_SYNC_AFTER_HUBSPOT_WRITE)  # a no-op outside the soak (dealsync.faultpoints)
         self._write_salesforce(plans, report, defer_deal_ids=importing)
@@ -198,6 +201,18 @@ class OpportunitySync:
         self._save_links(plans, report)
         self._record_errors(plans, report)
         self._update_rollups(plans)
+
+    def _write_ahead(self, plans: Sequence[_Plan], specs: Sequence[FieldSpec]) -> None:
+        """Linked pairs about to be written: what will be written, on the link first (Link.pending), so that
+        a worker dying between the CRM writes and the shadow leaves the next sync knowing its writes."""
+        writing: list[tuple[_Plan, Link, dict[str, dict[str, ShadowValue]]]] = []
+        for plan in plans:
+            pending = pending_writes(plan.decision, specs)
+            if plan.link is not None and plan.deal is not None and any(pending.values()):
+                writing.append((plan, plan.link, pending))
+        saved = self.store.links.set_pending_many([(link, pending) for _, link, pending in writing])
+        for (plan, _, _), link in zip(writing, saved, strict=True):
+            plan.link = link
 
     # --- reads -----------------------------------------------------------------------------------
     def _claim_named_deals(self, ids: Sequence[str], records: Mapping[str, dict[str, Any]],
@@ -257,6 +272,7 @@ class OpportunitySync:
               deals: Mapping[str, dict[str, Any]], specs: Sequence[FieldSpec], stages: StageMap,
               changed_at: Mapping[str, datetime], report: SyncReport) -> list[_Plan]:
         owners = self.context.owners()
+        integration_user_id = self.context.integration_user_id()
         plans: list[_Plan] = []
         conflicted: list[str] = []
         for record_id in ids:
@@ -268,8 +284,9 @@ class OpportunitySync:
             active = link if link is not None and link.status is LinkStatus.ACTIVE else None
             shadow = dict(active.shadow) if active is not None and deal is not None else None
             decision = decide_record(
-                specs, salesforce_snapshot(records[record_id], specs, changed_at.get(record_id)),
-                hubspot_snapshot(deal), shadow, stages=stages, owners=owners, origin=Side.SALESFORCE)
+                specs, salesforce_snapshot(records[record_id], specs, changed_at.get(record_id), integration_user_id),
+                hubspot_snapshot(deal, self.own_app_id), shadow, stages=stages, owners=owners, origin=Side.SALESFORCE,
+                pending=active.pending if shadow is not None and active is not None else None)
             if decision.conflicts or (deal is not None and shadow is None):
                 conflicted.append(record_id)
             plans.append(_Plan(records[record_id], active, deal, decision, dict(shadow or {})))
@@ -281,9 +298,10 @@ class OpportunitySync:
                 if plan.opportunity_id in precise:
                     plan.deal = precise[plan.opportunity_id]
                     plan.decision = decide_record(
-                        specs, salesforce_snapshot(plan.opportunity, specs, changed_at.get(plan.opportunity_id)),
-                        hubspot_snapshot(plan.deal), plan.shadow if plan.link else None, stages=stages,
-                        owners=owners, origin=Side.SALESFORCE)
+                        specs, salesforce_snapshot(plan.opportunity, specs, changed_at.get(plan.opportunity_id),
+                                                   integration_user_id),
+                        hubspot_snapshot(plan.deal, self.own_app_id), plan.shadow if plan.link else None, stages=stages,
+                        owners=owners, origin=Side.SALESFORCE, pending=plan.link.pending if plan.link else None)
                     report.conflicts += len(plan.decision.conflicts)
                     logger.info("conflict resolved by the later change", extra={
                         "opportunity_id": plan.opportunity_id, "fields": list(plan.decision.conflicts)})
@@ -399,6 +417,7 @@ class OpportunitySync:
             self.hubspot.associations_create("deals", "companies", create_companies)
 
     def _save_links(self, plans: Sequence[_Plan], report: SyncReport) -> None:
+        taken: list[tuple[_Plan, Link, dict[str, ShadowValue]]] = []
         for plan in plans:
             if not plan.deal_id or plan.opportunity_id in report.retry:
                 continue
@@ -410,11 +429,9 @@ class OpportunitySync:
             if plan.link is None or plan.link.hubspot_id != plan.deal_id:
                 result = self.store.links.create(LinkKind.OPPORTUNITY, plan.opportunity_id, plan.deal_id, shadow)
                 if not result.created and result.link.hubspot_id != plan.deal_id:
-                    logger.error("opportunity already linked to another deal", extra={
-                        "opportunity_id": plan.opportunity_id, "deal_id": plan.deal_id,
-                        "linked_deal_id": result.link.hubspot_id})
+                    taken.append((plan, result.link, shadow))
                 continue
-            if shadow == plan.link.shadow:
+            if shadow == plan.link.shadow and plan.link.pending is None:
                 if not plan.decision.writes_anything:
                     report.unchanged.append(plan.opportunity_id)
                 continue
@@ -422,6 +439,33 @@ class OpportunitySync:
                 self.store.links.update_shadow(plan.link, shadow)
             except StaleShadowError as error:
                 report.retry[plan.opportunity_id] = str(error)
+        if taken:
+            self._replace_links(taken, report)
+
+    def _replace_links(self, taken: Sequence[tuple[_Plan, Link, dict[str, ShadowValue]]], report: SyncReport) -> None:
+        """The opportunity got a deal here while its link still names another one. That deal was deleted in
+        HubSpot a moment ago (its deletion not processed yet): the new deal is the one DESIGN 1.6 asks for,
+        and takes the link. Otherwise the new deal duplicates a live one: it is archived (dealsync just
+        made it), and the next change syncs to the linked deal."""
+        live = {str(deal["id"]) for deal in self.hubspot.batch_read(
+            "deals", [link.hubspot_id for _, link, _ in taken], [UNIQUE_PROPERTY])}
+        duplicates: list[str] = []
+        for plan, standing, shadow in taken:
+            extra = {"opportunity_id": plan.opportunity_id, "deal_id": plan.deal_id,
+                     "linked_deal_id": standing.hubspot_id}
+            if standing.hubspot_id in live:
+                logger.error("opportunity already linked to another deal: the new deal is archived", extra=extra)
+                duplicates.append(str(plan.deal_id))
+                report.retry[plan.opportunity_id] = f"linked to deal {standing.hubspot_id}"
+                continue
+            self.store.links.tombstone(standing, "deal deleted in HubSpot")
+            result = self.store.links.create(LinkKind.OPPORTUNITY, plan.opportunity_id, str(plan.deal_id), shadow)
+            if result.link.hubspot_id != plan.deal_id:
+                report.retry[plan.opportunity_id] = f"linked to deal {result.link.hubspot_id}"
+                continue
+            logger.info("linked deal deleted in HubSpot: the opportunity's new deal takes the link", extra=extra)
+        if duplicates:
+            self.hubspot.batch_archive("deals", duplicates)
 
     def _record_errors(self, plans: Sequence[_Plan], report: SyncReport,
                        existing: set[tuple[ErrorCategory, str]] | None = None) -> None:

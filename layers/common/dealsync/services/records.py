@@ -11,9 +11,9 @@ from typing import Any
 
 from dealsync.clients.errors import PermanentCrmError
 from dealsync.mapping.fields import FieldSpec, salesforce_fields_to_read
-from dealsync.mapping.rules import SideSnapshot
-from dealsync.mapping.values import parse_datetime
-from dealsync.models.domain import ErrorCategory, RollupRow, ShadowValue
+from dealsync.mapping.rules import RecordDecision, SideSnapshot
+from dealsync.mapping.values import parse_datetime, sf_id_18
+from dealsync.models.domain import ErrorCategory, RollupRow, ShadowValue, Side
 from dealsync.models.events import RollupMessage
 from dealsync.observability import logger
 from dealsync.queues import send_messages
@@ -53,27 +53,61 @@ def opportunity_select(context: SyncContext, specs: Sequence[FieldSpec]) -> str:
     return ", ".join([*opportunity_fields_read(context, specs), roles])
 
 
-def salesforce_snapshot(record: Mapping[str, Any], specs: Sequence[FieldSpec],
-                        changed_at: datetime | None = None) -> SideSnapshot:
+def pending_writes(decision: RecordDecision, specs: Sequence[FieldSpec]) -> dict[str, dict[str, ShadowValue]]:
+    """The write-ahead values of a decision (Link.pending): each field's agreed value, by the side its
+    patch writes it to."""
+    to_hubspot: dict[str, ShadowValue] = {}
+    to_salesforce: dict[str, ShadowValue] = {}
+    for spec in specs:
+        if spec.key not in decision.shadow:
+            continue
+        if any(name in decision.hubspot_properties for name in spec.hubspot_properties):
+            to_hubspot[spec.key] = decision.shadow[spec.key]
+        if any(name in decision.salesforce_fields for name in spec.salesforce_fields):
+            to_salesforce[spec.key] = decision.shadow[spec.key]
+    return {Side.HUBSPOT.value: to_hubspot, Side.SALESFORCE.value: to_salesforce}
+
+
+def salesforce_snapshot(record: Mapping[str, Any], specs: Sequence[FieldSpec], changed_at: datetime | None = None,
+                        integration_user_id: str | None = None) -> SideSnapshot:
+    """An opportunity as read. Its change time: the later of ``changed_at`` (the commit time of the change
+    events that named it) and its SystemModstamp (the record as read may hold later changes than those
+    events) — but the stamp only when a person made the last change: when dealsync's integration user did,
+    the stamp is when dealsync copied HubSpot's values over, not when anyone changed them."""
     values = {key: value for key, value in record.items() if key != "attributes"}
     for spec in specs:
         for name in spec.salesforce_fields:
             values.setdefault(name, None)  # e.g. RecordTypeId in an org without record types
-    return SideSnapshot(values=values, changed_at=changed_at or parse_datetime(record.get("SystemModstamp")))
+    last_by_dealsync = bool(integration_user_id and record.get("LastModifiedById")
+                            and sf_id_18(str(record["LastModifiedById"])) == sf_id_18(integration_user_id))
+    stamp = None if last_by_dealsync else parse_datetime(record.get("SystemModstamp"))
+    moments = [moment for moment in (changed_at, stamp) if moment is not None]
+    return SideSnapshot(values=values, changed_at=max(moments) if moments else None)
 
 
-def hubspot_snapshot(deal: Mapping[str, Any] | None) -> SideSnapshot:
-    """A deal as read through the SDK (``to_dict()``: snake_case keys)."""
+def hubspot_snapshot(deal: Mapping[str, Any] | None, own_app_id: str | None = None) -> SideSnapshot:
+    """A deal as read through the SDK (``to_dict()``: snake_case keys). With property history, a property
+    whose newest version was written by the app ``own_app_id`` (dealsync) is marked as copied: its value came
+    from Salesforce, and its timestamp is when dealsync copied it, not when anyone changed it."""
     if deal is None:
         return SideSnapshot.absent()
     history = deal.get("properties_with_history") or {}
     field_changed_at: dict[str, datetime] = {}
+    copied: set[str] = set()
+    last_copies: dict[str, tuple[str, datetime]] = {}
     for name, versions in history.items():
         moment = parse_datetime(versions[0].get("timestamp")) if versions else None
         if moment is not None:
             field_changed_at[name] = moment
+        ours = [version for version in versions or [] if own_app_id and version.get("source_type") == "INTEGRATION"
+                and str(version.get("source_id") or "") == str(own_app_id)]
+        if ours and ours[0] is versions[0]:
+            copied.add(name)
+        copied_at = parse_datetime(ours[0].get("timestamp")) if ours else None
+        if copied_at is not None:
+            last_copies[name] = (str(ours[0].get("value") or ""), copied_at)
     return SideSnapshot(values=dict(deal.get("properties") or {}), changed_at=deal.get("updated_at"),
-                        field_changed_at=field_changed_at)
+                        field_changed_at=field_changed_at, copied_fields=frozenset(copied), last_copies=last_copies)
 
 
 def contact_roles(record: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -36,20 +36,18 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Final
 
 from dealsync.models.domain import ErrorCategory, JobStatus, LinkKind, Side, SyncError
 from dealsync.models.events import (
-    HUBSPOT_MAX_BATCH,
-    HubSpotChangeMessage,
+    RESYNC_CHANGE_SOURCE,
     HubSpotWebhookEvent,
     ImportChunkMessage,
     ImportObject,
     SalesforceChangeMessage,
+    deal_resync_messages,
     salesforce_id_18,
 )
 from dealsync.observability import logger
@@ -61,7 +59,6 @@ from dealsync.store import ToggleRefusedError
 from dealsync.store.dynamo import now_utc
 
 RESYNC_SOURCE: Final = "resync"  # SalesforceChangeMessage.source of a resync
-RESYNC_CHANGE_SOURCE: Final = "DEALSYNC_RESYNC"  # changeSource of the deal events a resync puts on the queue
 RESYNC_JOB_KIND: Final = "resync"
 CACHED_FACTS: Final = ("owners", "deal_properties", "opportunity_fields")  # what a resync reads fresh
 
@@ -139,22 +136,6 @@ def plan_resync(errors: Iterable[SyncError]) -> ResyncPlan:
             routes[route][error.record_id] = None
     return ResyncPlan(*(tuple(routes[name]) for name in ("opportunities", "deals", "accounts", "contacts",
                                                           "unsupported")))
-
-
-def deal_resync_messages(deal_ids: Sequence[str], *, portal_id: str, app_id: str,
-                         now: datetime) -> list[HubSpotChangeMessage]:
-    """HubSpotChanges messages asking the worker to re-read these deals with their associations."""
-    occurred = int(now.timestamp() * 1000)
-    events = [
-        HubSpotWebhookEvent(
-            event_id=uuid.uuid4().int >> 65, portal_id=int(portal_id or 0), app_id=int(app_id or 0),
-            occurred_at=occurred, subscription_type="deal.creation", object_id=int(deal_id),
-            change_source=RESYNC_CHANGE_SOURCE,
-        )
-        for deal_id in dict.fromkeys(deal_ids)
-    ]
-    return [HubSpotChangeMessage(events=events[start:start + HUBSPOT_MAX_BATCH], received_at=now)
-            for start in range(0, len(events), HUBSPOT_MAX_BATCH)]
 
 
 def is_resync_event(event: HubSpotWebhookEvent) -> bool:

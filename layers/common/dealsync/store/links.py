@@ -6,7 +6,7 @@ field shadows (DESIGN 1.2) live on the link with a version for optimistic update
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -48,6 +48,7 @@ def _to_link(item: Item) -> Link:
         last_synced_at=parse_iso(item.get("last_synced_at")),
         shadow=dict(item.get("shadow") or {}),
         shadow_version=int(item.get("shadow_version", 0)),
+        pending={side: dict(values) for side, values in item["pending"].items()} if item.get("pending") else None,
     )
 
 
@@ -68,6 +69,26 @@ def _items(link: Link) -> tuple[Item, Item]:
         {**_key(link.kind, Side.SALESFORCE, link.salesforce_id), **body},
         {**_key(link.kind, Side.HUBSPOT, link.hubspot_id), **body},
     )
+
+
+def _plain_pending(pending: Mapping[str, Mapping[str, ShadowValue]]) -> dict[str, dict[str, ShadowValue]]:
+    return {side: dict(values) for side, values in pending.items()}
+
+
+def _pending_updates(link: Link, pending: Mapping[str, Mapping[str, ShadowValue]]) -> list[dict[str, Any]]:
+    values = {":pending": _plain_pending(pending), ":expected": link.shadow_version, ":sf": link.salesforce_id,
+              ":hs": link.hubspot_id}
+    return [
+        {
+            "Update": {
+                "Key": serialize(_key(link.kind, side, record_id)),
+                "UpdateExpression": "SET pending = :pending",
+                "ConditionExpression": "shadow_version = :expected AND salesforce_id = :sf AND hubspot_id = :hs",
+                "ExpressionAttributeValues": serialize(values),
+            }
+        }
+        for side, record_id in ((Side.SALESFORCE, link.salesforce_id), (Side.HUBSPOT, link.hubspot_id))
+    ]
 
 
 def _is_condition_failure(error: ClientError) -> bool:
@@ -198,15 +219,43 @@ class LinkStore:
     def tombstone(self, link: Link, reason: str) -> Link:
         return self._set_status(link, LinkStatus.TOMBSTONED, reason, (LinkStatus.ACTIVE, LinkStatus.PAUSED))
 
+    def set_pending(self, link: Link, pending: Mapping[str, Mapping[str, ShadowValue]]) -> Link:
+        """Write ahead: the values a sync is about to write, by side, before it writes them to the CRMs
+        (update_shadow removes them). Not written when the link moved since it was read (that sync's save
+        will be refused anyway)."""
+        try:
+            self.table.transact(_pending_updates(link, pending))
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return link
+            raise
+        return link.model_copy(update={"pending": _plain_pending(pending)})
+
+    def set_pending_many(self, pending: Sequence[tuple[Link, Mapping[str, Mapping[str, ShadowValue]]]]) -> list[Link]:
+        """``set_pending`` for many links, 50 to a transaction (100 items); a transaction refused because
+        one link moved is done again link by link."""
+        done: list[Link] = []
+        for start in range(0, len(pending), 50):
+            chunk = pending[start:start + 50]
+            transaction = [item for link, values in chunk for item in _pending_updates(link, values)]
+            try:
+                self.table.transact(transaction)
+            except ClientError as error:
+                if not _is_condition_failure(error):
+                    raise
+                done += [self.set_pending(link, values) for link, values in chunk]
+                continue
+            done += [link.model_copy(update={"pending": _plain_pending(values)}) for link, values in chunk]
+        return done
+
     def update_shadow(self, link: Link, changes: Mapping[str, ShadowValue], expected_version: int | None = None,
                       synced_at: datetime | None = None) -> Link:
         """Record values both sides now agree on. Refused when the shadow moved since it was read."""
         expected = link.shadow_version if expected_version is None else expected_version
         moment = synced_at or now_utc()
         shadow = {**link.shadow, **changes}
-        updated = link.model_copy(
-            update={"shadow": shadow, "shadow_version": expected + 1, "last_synced_at": moment, "updated_at": moment}
-        )
+        updated = link.model_copy(update={"shadow": shadow, "shadow_version": expected + 1, "last_synced_at": moment,
+                                          "updated_at": moment, "pending": None})
         values = {
             ":shadow": shadow, ":next": expected + 1, ":expected": expected,
             ":synced": iso(moment), ":sf": link.salesforce_id, ":hs": link.hubspot_id,
@@ -216,7 +265,7 @@ class LinkStore:
                 "Update": {
                     "Key": serialize(_key(link.kind, side, record_id)),
                     "UpdateExpression": "SET shadow = :shadow, shadow_version = :next, "
-                    "last_synced_at = :synced, updated_at = :synced",
+                    "last_synced_at = :synced, updated_at = :synced REMOVE pending",
                     "ConditionExpression": "shadow_version = :expected AND salesforce_id = :sf AND hubspot_id = :hs",
                     "ExpressionAttributeValues": serialize(values),
                 }
