@@ -169,3 +169,21 @@ def test_pending_writes_name_each_field_by_the_side_its_patch_writes() -> None:
                               fields={})
     assert pending_writes(decision, specs) == {"hubspot": {"Amount": "20", "StageName": "default:Won"},
                                                "salesforce": {"Name": "New"}}
+
+
+def test_salesforce_snapshot_takes_tracked_fields_times_from_field_history() -> None:
+    from datetime import UTC, datetime
+
+    integration = "005000000000009AAA"
+    specs = default_specs(multi_currency=False)
+    record = {"Id": "006000000000001AAA", "Name": "A", "Amount": 5.0, "OwnerId": "005000000000002AAA",
+              "LastModifiedById": "005000000000002AAA", "SystemModstamp": "2026-03-01T12:00:00.000+0000"}
+    history = {"Amount": ("2026-03-01T10:00:00.000+0000", "005000000000002AAA"),
+               "Owner": ("2026-03-01T11:00:00.000+0000", "005000000000002AAA"),
+               "Name": ("2026-03-01T11:30:00.000+0000", integration[:15])}
+    snapshot = salesforce_snapshot(record, specs, None, integration, history)
+    assert snapshot.field_changed_at == {"Amount": datetime(2026, 3, 1, 10, 0, tzinfo=UTC),
+                                         "OwnerId": datetime(2026, 3, 1, 11, 0, tzinfo=UTC)}
+    assert snapshot.copied_fields == {"Name"}
+    # an untracked field keeps the record's stamp
+    assert snapshot.changed_at_for(["CloseDate"]) == datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -20,6 +20,7 @@ KEY_PREFIXES: dict[str, str] = {
     "OpportunityStage": "01J",
     "RecordType": "012",
     "BusinessProcess": "019",
+    "OpportunityFieldHistory": "017",
 }
 PREFIX_TO_OBJECT: dict[str, str] = {prefix: name for name, prefix in KEY_PREFIXES.items()}
 

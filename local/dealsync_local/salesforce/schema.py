@@ -381,6 +381,22 @@ def build_schema(*, multi_currency: bool, opportunity_record_types: bool) -> dic
             *_currency_field(multi_currency, "Currency ISO Code"),
             *_audit(),
         ]),
+        # Field history of the fields an org tracks (store.TRACKED_OPPORTUNITY_FIELDS): one row per change.
+        _object("OpportunityFieldHistory", "Opportunity Field History", "Opportunity Field History", [
+            _id(),
+            _ref("OpportunityId", "Opportunity ID", "Opportunity", "Opportunity", nillable=False, createable=False,
+                 updateable=False),
+            _picklist("Field", "Changed Field", createable=False, updateable=False, restricted=True),
+            _picklist("DataType", "Data Type", createable=False, updateable=False, restricted=True, length=40),
+            _str("OldValue", "Old Value", 255, createable=False, updateable=False,
+                 filterable=False),
+            _str("NewValue", "New Value", 255, createable=False, updateable=False,
+                 filterable=False),
+            _bool("IsDeleted", "Deleted", createable=False, updateable=False),
+            _system_datetime("CreatedDate", "Created Date"),
+            _ref("CreatedById", "Created By ID", "User", "CreatedBy", nillable=False, createable=False,
+                 updateable=False, defaulted=True),
+        ], createable=False, updateable=False, deletable=False, undeletable=False, triggerable=False),
         _object("OpportunityStage", "Opportunity Stage", "Opportunity Stages", [
             _id(),
             _str("MasterLabel", "Master Label", 255, createable=False, updateable=False),

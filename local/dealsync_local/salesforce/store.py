@@ -55,6 +55,14 @@ _NUMBER_RE = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$")
 _AUDIT_FIELDS = ("CreatedDate", "CreatedById", "LastModifiedDate", "LastModifiedById", "SystemModstamp")
 
 
+# The Opportunity fields this org tracks in field history, by the name OpportunityFieldHistory.Field gives
+# them (lookups by their relationship: Owner, Account, RecordType).
+TRACKED_OPPORTUNITY_FIELDS: dict[str, str] = {
+    "Name": "Name", "Amount": "Amount", "CloseDate": "CloseDate", "StageName": "StageName", "Type": "Type",
+    "Description": "Description", "OwnerId": "Owner", "AccountId": "Account", "RecordTypeId": "RecordType",
+}
+
+
 @dataclass
 class WriteContext:
     """Who writes and through what: ``change_origin`` becomes ``ChangeEventHeader.changeOrigin``."""
@@ -556,6 +564,24 @@ class Store:
         nulled = [name for name in listed if "." not in name and new.get(name) is None]
         return Change(obj.name, "UPDATE", new["Id"], ctx.user_id, listed, nulled, payload)
 
+    def _track_history(self, old: Record | None, new: Record, ctx: WriteContext) -> None:
+        """OpportunityFieldHistory rows for the tracked fields a write changed ("created" for a new record)."""
+        table = self.tables.get("OpportunityFieldHistory")
+        if table is None:
+            return
+        fields = TRACKED_OPPORTUNITY_FIELDS.items() if old is not None else [("Id", "created")]
+        for name, history_name in fields:
+            before = None if old is None else old.get(name)
+            if old is not None and before == new.get(name):
+                continue
+            self._put(table, {
+                **self.new_record(table.obj), "Id": self.ids.next(table.obj.key_prefix), "OpportunityId": new["Id"],
+                "Field": history_name, "DataType": "Text", "IsDeleted": False,
+                "OldValue": None if before is None else str(before)[:255],
+                "NewValue": None if old is None or new.get(name) is None else str(new.get(name))[:255],
+                "CreatedDate": new["LastModifiedDate"], "CreatedById": ctx.user_id,
+            })
+
     def _stamp(self, rec: Record, ctx: WriteContext, *, created: bool = False) -> None:
         now = format_datetime(self.clock.now())
         if created:
@@ -594,6 +620,8 @@ class Store:
             self._check_picklists(obj, rec, obj.fields)
             self._check_unique(table, rec, table.unique_fields)
             self._put(table, rec)
+            if type_name == "Opportunity":
+                self._track_history(None, rec, ctx)
         return rec["Id"], [self._create_change(obj, rec, ctx), *changes]
 
     def update(self, type_name: str, record_id: str, data: Mapping[str, Any],
@@ -617,6 +645,8 @@ class Store:
             self._check_picklists(obj, rec, values)
             self._check_unique(table, rec, values)
             self._put(table, rec)
+            if type_name == "Opportunity":
+                self._track_history(old, rec, ctx)
         change = self._update_change(obj, old, rec, ctx)
         change.written_fields = sorted(values)
         return [change, *changes]

@@ -211,3 +211,19 @@ def content_of(exc: pytest.ExceptionInfo[Any]) -> Any:
     """The parsed JSON error body simple-salesforce attaches to its exceptions."""
     body: Any = exc.value.content
     return body
+
+
+def test_opportunity_field_history_has_a_row_per_tracked_change(org: Any, sf: Any, person: Any) -> None:
+    opportunity_id = person.Opportunity.create({"Name": "Tracked", "StageName": "Prospecting",
+                                                "CloseDate": "2026-12-31", "Amount": 10})["id"]
+    person.Opportunity.update(opportunity_id, {"Amount": 20, "NextStep": "not tracked"})
+    sf.Opportunity.update(opportunity_id, {"StageName": "Qualification", "Amount": 20})
+    rows = sf.query_all(f"SELECT Field, OldValue, NewValue, CreatedById, CreatedDate FROM OpportunityFieldHistory "
+                        f"WHERE OpportunityId = '{opportunity_id}' ORDER BY CreatedDate ASC")["records"]
+    assert [(row["Field"], row["OldValue"], row["NewValue"]) for row in rows] == [
+        ("created", None, None), ("Amount", "10.0", "20.0"), ("StageName", "Prospecting", "Qualification")]
+    assert [row["CreatedById"] for row in rows] == [org.app.person_user_id] * 2 + [org.app.integration_user_id]
+    assert all(row["CreatedDate"] for row in rows)
+    with pytest.raises(SalesforceMalformedRequest, match="INVALID_TYPE_FOR_OPERATION"):
+        sf.restful("sobjects/OpportunityFieldHistory", method="POST",
+                   json={"OpportunityId": opportunity_id, "Field": "Amount"})

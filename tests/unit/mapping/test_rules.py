@@ -188,3 +188,12 @@ def test_without_a_shadow_a_blank_hubspot_set_by_a_person_is_a_change() -> None:
     assert (decision.action, decision.value) == (TO_SF, None)
     never_set = decide_field(TWO_WAY, "A", None, NO_SHADOW, salesforce_changed_at=None, hubspot_changed_at=LATE)
     assert (never_set.action, never_set.value) == (TO_HS, "A")
+
+
+def test_a_value_dealsync_copied_to_salesforce_loses_to_hubspot() -> None:
+    # Salesforce's field history says dealsync made its last change (a copy of an older HubSpot value)
+    decision = decide_field(TWO_WAY, "B", "C", "A", salesforce_changed_at=LATE, hubspot_changed_at=EARLY,
+                            salesforce_copied=True)
+    assert (decision.action, decision.value, decision.conflict) == (TO_SF, "C", False)
+    both = decide_field(TWO_WAY, "B", "C", "A", salesforce_copied=True, hubspot_copied=True)
+    assert both.action is TO_HS  # both copies: Salesforce, the system of record

@@ -221,6 +221,24 @@ class SalesforceClient:
             records += self.query(f"SELECT {select} FROM {sobject} WHERE {where}", include_deleted)  # noqa: S608
         return records
 
+    def field_history(self, opportunity_ids: Sequence[str]) -> dict[str, dict[str, tuple[str, str]]]:
+        """The latest OpportunityFieldHistory row of each tracked field, by opportunity and history field name
+        (``Owner`` for OwnerId ...): (CreatedDate, CreatedById). Empty when the org tracks nothing or the
+        object is not readable: callers fall back to the record's stamp."""
+        latest: dict[str, dict[str, tuple[str, str]]] = {}
+        for chunk in _chunks(list(dict.fromkeys(opportunity_ids)), IDS_PER_QUERY):
+            id_list = ",".join(f"'{_soql_id(record_id)}'" for record_id in chunk)
+            soql = ("SELECT OpportunityId, Field, CreatedDate, CreatedById FROM OpportunityFieldHistory "  # noqa: S608
+                    f"WHERE OpportunityId IN ({id_list}) ORDER BY CreatedDate DESC")
+            try:
+                rows = self.query(soql)
+            except PermanentCrmError:
+                return {}
+            for row in rows:
+                fields = latest.setdefault(str(row["OpportunityId"]), {})
+                fields.setdefault(str(row["Field"]), (str(row["CreatedDate"]), str(row.get("CreatedById") or "")))
+        return latest
+
     def describe(self, sobject: str) -> dict[str, Any]:
         result: dict[str, Any] = self._call(lambda sf: getattr(sf, sobject).describe())
         return result

@@ -118,6 +118,7 @@ def decide_field(
     origin: Side | None = None,
     hubspot_copied: bool = False,
     hubspot_cleared: bool = False,
+    salesforce_copied: bool = False,
 ) -> FieldDecision:
     """One field's decision from canonical values (see the module docstring for the semantics).
 
@@ -126,12 +127,16 @@ def decide_field(
     between the CRM write and the link write), and the copy's timestamp is not a change time. Salesforce's
     value is the same one or a later change: it wins.
     `hubspot_cleared`: HubSpot's blank was set (its property history has it): without a shadow, that is a
-    change like any value, not a field nobody filled in."""
+    change like any value, not a field nobody filled in.
+    `salesforce_copied`: the same for Salesforce (its field history says dealsync made the last change):
+    HubSpot's value wins. When both sides hold copies, Salesforce's wins as the system of record."""
     has_shadow = not isinstance(shadow, NoShadow)
     if has_shadow:
         sf_changed, hs_changed = salesforce != shadow, hubspot != shadow
     else:
         sf_changed, hs_changed = salesforce is not None, hubspot is not None or hubspot_cleared
+    if salesforce_copied:
+        sf_changed, hs_changed = False, not _agree(salesforce, hubspot)
     if hubspot_copied:
         sf_changed, hs_changed = not _agree(salesforce, hubspot), False
     both_changed = sf_changed and hs_changed and not _agree(salesforce, hubspot)
@@ -409,6 +414,7 @@ def decide_record(
             hubspot_copied=hubspot.exists and all(name in hubspot.copied_fields for name in spec.hubspot_properties),
             hubspot_cleared=hubspot.exists and hs_value is None
             and all(name in hubspot.field_changed_at for name in spec.hubspot_properties),
+            salesforce_copied=salesforce.exists and spec.salesforce_field in salesforce.copied_fields,
         )
         out.fields[key] = decision
         if decision.conflict:

@@ -410,8 +410,9 @@ class DealSync:
         owners = self.context.owners()
         integration_user_id = self.context.integration_user_id()
 
-        def decide(plan: _Plan) -> RecordDecision:
-            salesforce = (salesforce_snapshot(plan.opportunity, specs, integration_user_id=integration_user_id)
+        def decide(plan: _Plan, field_history: Mapping[str, tuple[str, str]] | None = None) -> RecordDecision:
+            salesforce = (salesforce_snapshot(plan.opportunity, specs, integration_user_id=integration_user_id,
+                                              field_history=field_history)
                           if plan.opportunity is not None
                           else SideSnapshot.absent())
             return decide_record(specs, salesforce, hubspot_snapshot(plan.deal, self.own_app_id),
@@ -454,10 +455,12 @@ class DealSync:
                    if plan.decision.conflicts or (plan.opportunity is not None and plan.link is None)]
         if precise:
             history = self._read_deals([plan.deal_id for plan in precise], specs, with_history=True)
+            field_history = self.salesforce.field_history([plan.opportunity_id for plan in precise
+                                                           if plan.opportunity_id])
             for plan in precise:
                 if plan.deal_id in history:
                     plan.deal = history[plan.deal_id]
-                    plan.decision = decide(plan)
+                    plan.decision = decide(plan, field_history.get(plan.opportunity_id or ""))
         for plan in plans:
             decision = plan.decision
             report.conflicts += len(decision.conflicts)

@@ -294,12 +294,13 @@ class OpportunitySync:
             # Both sides changed, or a deal has no agreed shadow with its opportunity yet (an earlier attempt
             # died before linking them): decide again with HubSpot's per-property timestamps.
             precise = self._read_deals(conflicted, specs, with_history=["all"])
+            field_history = self.salesforce.field_history(conflicted)
             for plan in plans:
                 if plan.opportunity_id in precise:
                     plan.deal = precise[plan.opportunity_id]
                     plan.decision = decide_record(
                         specs, salesforce_snapshot(plan.opportunity, specs, changed_at.get(plan.opportunity_id),
-                                                   integration_user_id),
+                                                   integration_user_id, field_history.get(plan.opportunity_id)),
                         hubspot_snapshot(plan.deal, self.own_app_id), plan.shadow if plan.link else None, stages=stages,
                         owners=owners, origin=Side.SALESFORCE, pending=plan.link.pending if plan.link else None)
                     report.conflicts += len(plan.decision.conflicts)

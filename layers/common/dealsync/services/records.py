@@ -68,21 +68,42 @@ def pending_writes(decision: RecordDecision, specs: Sequence[FieldSpec]) -> dict
     return {Side.HUBSPOT.value: to_hubspot, Side.SALESFORCE.value: to_salesforce}
 
 
+# OpportunityFieldHistory.Field names a lookup by its relationship.
+HISTORY_FIELD_NAMES = {"OwnerId": "Owner", "AccountId": "Account", "RecordTypeId": "RecordType"}
+
+
 def salesforce_snapshot(record: Mapping[str, Any], specs: Sequence[FieldSpec], changed_at: datetime | None = None,
-                        integration_user_id: str | None = None) -> SideSnapshot:
+                        integration_user_id: str | None = None,
+                        field_history: Mapping[str, tuple[str, str]] | None = None) -> SideSnapshot:
     """An opportunity as read. Its change time: the later of ``changed_at`` (the commit time of the change
     events that named it) and its SystemModstamp (the record as read may hold later changes than those
     events) — but the stamp only when a person made the last change: when dealsync's integration user did,
-    the stamp is when dealsync copied HubSpot's values over, not when anyone changed them."""
+    the stamp is when dealsync copied HubSpot's values over, not when anyone changed them.
+    ``field_history`` (``SalesforceClient.field_history`` for this record) gives tracked fields their own
+    time; a field whose latest change dealsync made is marked copied (its value came from HubSpot)."""
     values = {key: value for key, value in record.items() if key != "attributes"}
     for spec in specs:
         for name in spec.salesforce_fields:
             values.setdefault(name, None)  # e.g. RecordTypeId in an org without record types
-    last_by_dealsync = bool(integration_user_id and record.get("LastModifiedById")
-                            and sf_id_18(str(record["LastModifiedById"])) == sf_id_18(integration_user_id))
+    integration = sf_id_18(integration_user_id) if integration_user_id else None
+    last_by_dealsync = bool(integration and record.get("LastModifiedById")
+                            and sf_id_18(str(record["LastModifiedById"])) == integration)
     stamp = None if last_by_dealsync else parse_datetime(record.get("SystemModstamp"))
     moments = [moment for moment in (changed_at, stamp) if moment is not None]
-    return SideSnapshot(values=values, changed_at=max(moments) if moments else None)
+    field_changed_at: dict[str, datetime] = {}
+    copied: set[str] = set()
+    for spec in specs:
+        for name in spec.salesforce_fields:
+            row = (field_history or {}).get(HISTORY_FIELD_NAMES.get(name, name))
+            if row is None:
+                continue
+            created_at, created_by = row
+            if integration and created_by and sf_id_18(created_by) == integration:
+                copied.add(name)
+            elif (moment := parse_datetime(created_at)) is not None:
+                field_changed_at[name] = moment
+    return SideSnapshot(values=values, changed_at=max(moments) if moments else None,
+                        field_changed_at=field_changed_at, copied_fields=frozenset(copied))
 
 
 def hubspot_snapshot(deal: Mapping[str, Any] | None, own_app_id: str | None = None) -> SideSnapshot:
