@@ -1022,6 +1022,27 @@ def accepted_values(writes: Sequence[Write]) -> tuple[Write, set[str | None]] | 
     return last, accepted
 
 
+def pair_starts(lifecycle: Sequence[Lifecycle], pairs: Mapping[str, str],
+                deal_to_opportunity: Mapping[str, str]) -> dict[str, float]:
+    """When each opportunity's pair last started afresh (a delete, undelete or restore), for the lost-update
+    check; a Salesforce delete and undelete the deal outlived (the opportunity ends paired with the deal it
+    had when deleted) does not count."""
+    fresh_since: dict[str, float] = {}
+    survived_delete: set[str] = set()  # opportunities deleted and undeleted while their deal lived on
+    for event in sorted(lifecycle, key=lambda e: e.at):
+        named = event.opportunity_id or deal_to_opportunity.get(event.deal_id or "")
+        if not named:
+            continue
+        if event.kind == "sf_delete" and event.deal_id and pairs.get(named) == event.deal_id:
+            survived_delete.add(named)  # the deal the opportunity had then is its deal now: never archived
+            continue
+        if event.kind == "sf_undelete" and named in survived_delete:
+            survived_delete.discard(named)
+            continue
+        fresh_since[named] = max(event.at, fresh_since.get(named, 0.0))
+    return fresh_since
+
+
 def check(world: SoakWorld, journal: Journal) -> Findings:
     directory = world.directory
     links_store = world.context.store.links
@@ -1125,19 +1146,7 @@ def check(world: SoakWorld, journal: Journal) -> Findings:
                                      f"({'no link' if link is None else f'link to {link.hubspot_id}, {link.status}'})")
 
     # Fields: both sides agree, and hold what the last person write says.
-    fresh_since: dict[str, float] = {}
-    survived_delete: set[str] = set()  # opportunities deleted and undeleted while their deal lived on
-    for event in sorted(journal.lifecycle, key=lambda e: e.at):
-        named = event.opportunity_id or journal.deal_to_opportunity.get(event.deal_id or "")
-        if not named:
-            continue
-        if event.kind == "sf_delete" and event.deal_id and pairs.get(named) == event.deal_id:
-            survived_delete.add(named)  # the deal the opportunity had then is its deal now: never archived
-            continue
-        if event.kind == "sf_undelete" and named in survived_delete:
-            survived_delete.discard(named)
-            continue
-        fresh_since[named] = max(event.at, fresh_since.get(named, 0.0))
+    fresh_since = pair_starts(journal.lifecycle, pairs, journal.deal_to_opportunity)
     writes_of: dict[tuple[str, str], list[Write]] = {}
     for write in journal.writes:
         named = write.opportunity_id or journal.deal_to_opportunity.get(write.deal_id or "") or (

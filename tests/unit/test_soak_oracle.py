@@ -9,11 +9,13 @@ from dealsync import faultpoints
 from dealsync.models.domain import Side
 from dealsync_local.soak import (
     CrashInjector,
+    Lifecycle,
     Write,
     accepted_values,
     canonical_amount,
     canonical_date,
     named_records,
+    pair_starts,
 )
 
 
@@ -90,3 +92,15 @@ def test_dead_letters_are_traced_to_the_records_they_name() -> None:
     assert named_records(webhook) == {"9000000019", "9000000026"}
     assert named_records(change) == {"0068d0000000007AAA"}
     assert named_records("not json") == set()
+
+
+def test_a_pair_starts_afresh_at_its_last_delete_undelete_or_restore_unless_the_deal_outlived_it() -> None:
+    opportunity, deal = "006000000000001AAA", "9000"
+    deleted_and_back = [Lifecycle(1.0, "sf_delete", opportunity, deal),
+                        Lifecycle(2.0, "sf_undelete", opportunity, None)]
+    # the undeleted opportunity synced as a new deal: writes before the undelete were to the old pair
+    assert pair_starts(deleted_and_back, {opportunity: "9001"}, {}) == {opportunity: 2.0}
+    # the opportunity ends with the deal it had when deleted: the sync never archived it, nothing restarts
+    assert pair_starts(deleted_and_back, {opportunity: deal}, {}) == {}
+    restored = [Lifecycle(3.0, "hs_delete", None, deal), Lifecycle(4.0, "hs_restore", None, deal)]
+    assert pair_starts(deleted_and_back + restored, {opportunity: deal}, {deal: opportunity}) == {opportunity: 4.0}
