@@ -4,6 +4,7 @@ runs the real hs_change worker from the queue, and Salesforce is read back as th
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -254,6 +255,30 @@ def test_deal_restored_after_its_opportunity_synced_as_a_new_deal_is_merged_into
         "amount": "16500"}}])
     sync_world.settle()
     assert float(_opportunity_for(sync_world, str(replacement["id"]))["Amount"]) == 16500
+
+
+def test_an_association_removed_while_the_opportunity_is_in_the_recycle_bin_reaches_it_once_undeleted(
+        sync_world: SyncWorld, hubspot_contacts: list[str]) -> None:
+    deal_id = _new_deal(sync_world, "Globex - Binned", hubspot_contacts)
+    sync_world.settle()
+    opportunity_id = _opportunity_for(sync_world, deal_id)["Id"]
+    worker = next(p for p in sync_world.world.pollers.pollers if p.function.logical_id == "HsChangeFunction")
+    sync_world.salesforce.apply_config({"notifications_enabled": False})  # dealsync does not hear of the delete
+    try:
+        sync_world.salesforce.delete("Opportunity", opportunity_id)
+        retried = worker.stats.failed
+        sync_world.person_hubspot.associations_archive("deals", "contacts", [(deal_id, hubspot_contacts[1])])
+        deadline = time.monotonic() + 30
+        while worker.stats.failed == retried:  # the worker found the opportunity deleted and will try again
+            assert time.monotonic() < deadline, "the HubSpot change was not kept for a retry"
+            time.sleep(0.2)
+        sync_world.salesforce.undelete([opportunity_id])
+    finally:
+        sync_world.salesforce.apply_config({"notifications_enabled": True})
+    sync_world.settle()
+    assert _role_contacts(sync_world, opportunity_id) == {sync_world.contact_ids[0]}
+    link = sync_world.context.store.links.get_by_salesforce_id(LinkKind.OPPORTUNITY, opportunity_id)
+    assert link is not None and link.is_active and link.hubspot_id == deal_id
 
 
 def test_moving_out_of_the_salesforce_pipelines_pauses_and_moving_back_resumes(

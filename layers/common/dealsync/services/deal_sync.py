@@ -431,8 +431,16 @@ class DealSync:
                 else str(named["Id"]) if named is not None else None)
             opportunity = opportunities.get(opportunity_id) if opportunity_id else None
             if opportunity_id and (opportunity is None or opportunity.get("IsDeleted")):
+                if link is not None and opportunity is not None:
+                    # In the recycle bin, the link still active: the Salesforce → HubSpot direction has not
+                    # archived the deal yet. Tried again later: if the opportunity is undeleted meanwhile,
+                    # this deal's changes (its associations above all) must still reach it.
+                    report.retry[deal_id] = f"opportunity {opportunity_id} is deleted; its deal not archived yet"
+                    logger.info("linked opportunity is deleted; tried again once the Salesforce side acts",
+                                extra={"deal_id": deal_id, "opportunity_id": opportunity_id})
+                    continue
                 if link is not None:
-                    # Deleted in Salesforce: the Salesforce → HubSpot direction archives the deal.
+                    # Gone for good (purged): the deal stays as it is, unlinked by the Salesforce side.
                     report.skipped.append(deal_id)
                     logger.info("linked opportunity is deleted; left to the Salesforce side", extra={
                         "deal_id": deal_id, "opportunity_id": opportunity_id})
