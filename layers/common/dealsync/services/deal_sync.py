@@ -436,13 +436,13 @@ class DealSync:
                     # archived the deal yet. Tried again later: if the opportunity is undeleted meanwhile,
                     # this deal's changes (its associations above all) must still reach it.
                     report.retry[deal_id] = f"opportunity {opportunity_id} is deleted; its deal not archived yet"
-                    logger.info("linked opportunity is deleted; tried again once the Salesforce side acts",
+                    logger.info("linked opportunity is in the recycle bin: the deal's changes are tried again",
                                 extra={"deal_id": deal_id, "opportunity_id": opportunity_id})
                     continue
                 if link is not None:
                     # Gone for good (purged): the deal stays as it is, unlinked by the Salesforce side.
                     report.skipped.append(deal_id)
-                    logger.info("linked opportunity is deleted; left to the Salesforce side", extra={
+                    logger.info("linked opportunity is gone for good: the deal is left as it is", extra={
                         "deal_id": deal_id, "opportunity_id": opportunity_id})
                     continue
                 opportunity = None  # a stale salesforce_opportunity_id: the deal becomes a new opportunity
