@@ -139,13 +139,15 @@ def test_salesforce_share_pauses_the_poll_and_an_import_while_live_sync_goes_on_
     # dealsync learns the new allocation from Sforce-Limit-Info on its next request (the next poll's).
     budgets.wait_for("the budget to refuse", lambda: not usage_report(context).verdict.allowed)
 
-    watermark = context.store.cursors.get(CURSOR)
-
     def refused_polls() -> int:
         return sum(error.attempts for error in budget_errors(budgets, CURSOR))
 
     before = refused_polls()
     budgets.wait_for("a refused poll", lambda: refused_polls() > before)
+    # Read once polls are refused: a poll allowed just before the refusal may still be moving it.
+    watermark = context.store.cursors.get(CURSOR)
+    refused = refused_polls()
+    budgets.wait_for("another refused poll", lambda: refused_polls() > refused)
     [poll_error] = budget_errors(budgets, CURSOR)
     assert poll_error.related_ids == {"crm": SALESFORCE} and "share" in poll_error.message
     assert context.store.cursors.get(CURSOR) == watermark  # the next window's poll covers the gap
