@@ -15,9 +15,11 @@ on); an incoming value equal to the shadow is not a change, which is what turns 
 New link, no shadow yet (`NO_SHADOW`): blank is no change, so a non-blank side is "changed";
 two values that differ are resolved by the rule (two_way: the later change), without counting a conflict.
 
-Timestamps: the Salesforce record's SystemModstamp (or change-event commit time) against the
-HubSpot property's timestamp. A missing timestamp loses to a present one; a tie goes to the side
-the change came from (`origin`), else to Salesforce, the system of record.
+Timestamps: Salesforce's field time (field history), else the record's (change-event commit time or
+SystemModstamp, none when dealsync made the last change), against the HubSpot property's timestamp. A
+missing timestamp loses to a present one; a tie goes to the side the change came from (`origin`), else
+to Salesforce, the system of record. A value dealsync copied onto a side (that side's history says so)
+is not a change of that side: the other side's value wins.
 """
 
 from __future__ import annotations
@@ -196,7 +198,8 @@ class SideSnapshot:
     change event's commit time. HubSpot: the deal's `properties`, `field_changed_at` = property
     timestamps (propertiesWithHistory), `changed_at` = updatedAt as the fallback, `copied_fields` = the
     properties whose current value dealsync itself wrote there and `last_copies` the last value it wrote to
-    each (known from the same history).
+    each (known from the same history). Salesforce's `field_changed_at` and `copied_fields` come from
+    OpportunityFieldHistory when it was read.
     A field missing from `values` was not read: it is left alone (and a warning says so), unless
     `missing_is_blank` (for an API that leaves empty values out).
     """
@@ -206,7 +209,7 @@ class SideSnapshot:
     field_changed_at: Mapping[str, datetime] = field(default_factory=dict)
     exists: bool = True
     missing_is_blank: bool = False
-    # HubSpot: properties whose current value dealsync wrote (newest history version from its app).
+    # Fields (Salesforce) or properties (HubSpot) whose current value dealsync wrote, from their history.
     copied_fields: frozenset[str] = frozenset()
     # HubSpot: the last value dealsync wrote to each property, and when (its newest version from dealsync).
     last_copies: Mapping[str, tuple[str, datetime]] = field(default_factory=dict)
