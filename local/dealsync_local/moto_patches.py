@@ -13,6 +13,12 @@ moto 5.2's SQS ``receive_message`` checks each message's retention period throug
 counts, each a scan of the whole queue — three times. A receive of 10 messages from a queue of 1,000 took
 ~0.3 s (a 1,000-message burst reached a worker 60 messages per batching window). The correction reads
 the queue's retention period directly: same value, same check, O(1).
+
+moto 5.2's ``Table.query`` on a table's own key lists and sorts every item of the table to keep those
+of one partition — O(table size · log) per query, where DynamoDB reads one partition. After a 10,000
+opportunity import the sync table holds ~100,000 items and the rollup worker's one query per contact
+took ~0.5 s (1,000 contacts: ~500 s, past its timeout). The correction hands that query only the
+partition's items (sorted the same way), so the same filters, ranges and pages apply to the same items.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ from moto.sqs.models import Message, SQSBackend
 
 _state = threading.local()
 _original_transact = DynamoDBBackend.transact_write_items
+_original_query = Table.query
+_original_all_items = Table.all_items
 Snapshot = tuple[Table, DynamoType, DynamoType | None, Any]
 
 
@@ -102,10 +110,36 @@ def _is_message_valid_based_on_retention_period(self: SQSBackend, queue_name: st
     return bool(retention_period + message.sent_timestamp / 1000 > unix_time())  # type: ignore[operator]
 
 
+def _all_items(self: Table) -> list[Any]:
+    partition = getattr(_state, "query_partition", None)
+    if partition is None or partition[0] is not self:
+        return _original_all_items(self)
+    hash_set = self.items.get(partition[1])  # .get: the items are a defaultdict, a miss must not add one
+    if hash_set is None:
+        return []
+    items = list(hash_set.values()) if self.range_key_attr else [hash_set]
+    return sorted(items, key=lambda x: (x.hash_key, x.range_key) if x.range_key else x.hash_key)
+
+
+def _query(self: Table, hash_key: DynamoType | None, *args: Any, **kwargs: Any) -> Any:
+    # Positional as moto's backend calls it: index_name is the 7th argument after hash_key.
+    index_name = kwargs["index_name"] if "index_name" in kwargs else (args[6] if len(args) > 6 else None)
+    if index_name or hash_key is None:
+        return _original_query(self, hash_key, *args, **kwargs)
+    _state.query_partition = (self, hash_key)
+    try:
+        return _original_query(self, hash_key, *args, **kwargs)
+    finally:
+        _state.query_partition = None
+
+
 def apply() -> None:
     if SQSBackend.is_message_valid_based_on_retention_period is not _is_message_valid_based_on_retention_period:
         SQSBackend.is_message_valid_based_on_retention_period = (  # type: ignore[method-assign]
             _is_message_valid_based_on_retention_period)
+    if Table.query is not _query:
+        Table.all_items = _all_items  # type: ignore[method-assign]
+        Table.query = _query  # type: ignore[method-assign]
     if DynamoDBBackend.transact_write_items is not _transact_write_items:
         Table.__deepcopy__ = _table_deepcopy  # type: ignore[attr-defined]
         DynamoDBBackend.transact_write_items = _transact_write_items  # type: ignore[method-assign]
