@@ -12,4 +12,4 @@ from dealsync.services.rollup_recompute import handle_rollup_messages
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return handle_rollup_messages(event)
+    return handle_rollup_messages(event, context.get_remaining_time_in_millis)

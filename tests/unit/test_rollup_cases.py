@@ -446,3 +446,26 @@ def test_full_recompute_pages_cover_every_shard_in_full_pages() -> None:
     assert all(len(page) == 100 for page in pages[:-1])
     assert len(pages) == -(-len(everyone) // 100)
     assert len(reads) < len(pages)
+
+
+def test_a_batch_short_of_time_recomputes_what_it_read_and_returns_the_other_messages() -> None:
+    from dealsync.models.events import RollupMessage
+    from dealsync.services.rollup_recompute import process_rollup_messages
+    from dealsync.services.rollups import ROW_CHUNK, WRITE_RESERVE_MS
+
+    context, store, hubspot = _world(500)
+    ids = sorted(store.rows)
+    records = [{"messageId": f"m{index}", "body": RollupMessage(contact_ids=ids[start:start + 100]).model_dump_json()}
+               for index, start in enumerate(range(0, 500, 100))]
+    clock = iter([WRITE_RESERVE_MS + 5_000, WRITE_RESERVE_MS - 1])  # time for one chunk of reads, not two
+    response = process_rollup_messages(records, context, lambda: next(clock))
+    # The first ROW_CHUNK contacts (messages m0 and m1) are written; m2..m4 come back, none lost.
+    assert ROW_CHUNK == 200
+    assert [failure["itemIdentifier"] for failure in response["batchItemFailures"]] == ["m2", "m3", "m4"]
+    assert sorted(store.states) == ids[:200]
+    assert hubspot.by_call["batch_update"] == 2
+    # Redelivered with time to spare, the rest is written and the first 200 cost nothing again.
+    response = process_rollup_messages(records, context, lambda: 300_000)
+    assert response["batchItemFailures"] == []
+    assert sorted(store.states) == ids
+    assert hubspot.by_call["batch_update"] == 5

@@ -10,7 +10,7 @@ fails — and is redelivered alone — only if one of its contacts needs a retry
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -47,8 +47,10 @@ def collect_contacts(records: Sequence[Mapping[str, Any]]) -> tuple[dict[str, se
     return contacts, full, malformed
 
 
-def process_rollup_messages(records: Sequence[Mapping[str, Any]], context: SyncContext) -> dict[str, Any]:
-    """Process an SQS batch; returns the partial-batch response."""
+def process_rollup_messages(records: Sequence[Mapping[str, Any]], context: SyncContext,
+                            time_left_ms: Callable[[], int] | None = None) -> dict[str, Any]:
+    """Process an SQS batch; returns the partial-batch response. ``time_left_ms`` is the invocation's
+    remaining time: messages whose contacts it leaves no time for are returned for redelivery."""
     contacts, full, failed = collect_contacts(records)
     for message_id in full:
         verdict = check_batch(context)
@@ -63,7 +65,7 @@ def process_rollup_messages(records: Sequence[Mapping[str, Any]], context: SyncC
             failed.add(message_id)
     if contacts:
         try:
-            report = recompute_contacts(context, sorted(contacts))
+            report = recompute_contacts(context, sorted(contacts), time_left_ms=time_left_ms)
         except CrmError as error:
             logger.warning("rollup recompute failed", extra={"contacts": len(contacts), "cause": error.message})
             if not isinstance(error, TransientCrmError):
@@ -76,11 +78,12 @@ def process_rollup_messages(records: Sequence[Mapping[str, Any]], context: SyncC
             logger.info("rollups recomputed", extra={
                 "contacts": report.contacts, "written": report.written, "unchanged": report.unchanged,
                 "unlinked": report.unlinked, "stage_reads": report.stage_reads, "stages_set": report.stages_set,
-                "missing_in_hubspot": report.missing_in_hubspot, "retry": len(report.retry)})
+                "missing_in_hubspot": report.missing_in_hubspot, "deferred": report.deferred,
+                "retry": len(report.retry)})
             metrics.add_metric(name="RollupContactsWritten", unit=MetricUnit.Count, value=report.written)
             metrics.add_metric(name="RollupContactsUnchanged", unit=MetricUnit.Count, value=report.unchanged)
     return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in sorted(failed)]}
 
 
-def handle_rollup_messages(event: Mapping[str, Any]) -> dict[str, Any]:
-    return process_rollup_messages(event.get("Records", []), cached_context())
+def handle_rollup_messages(event: Mapping[str, Any], time_left_ms: Callable[[], int] | None = None) -> dict[str, Any]:
+    return process_rollup_messages(event.get("Records", []), cached_context(), time_left_ms)

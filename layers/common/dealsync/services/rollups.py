@@ -39,7 +39,7 @@ most one redundant write, and the next recompute repairs any interleaving.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,6 +70,11 @@ CONTACT_PROPERTIES_FACT = "contact_properties"
 WARNING_KEY = {"pk": "CONFIG", "sk": "WARNING#rollup_read_only"}
 GROUP_LABEL = "Salesforce sync"
 ROW_READERS = 8
+ROW_CHUNK = 200  # contacts read between two looks at the clock
+# Kept for the stage reads and contact writes after the projection is read (≤ 10 + 10 HubSpot calls per
+# batch of 1,000, with rate-limit back-off); a batch that would cut into it stops reading and returns
+# the rest for redelivery, so no invocation times out and comes back whole.
+WRITE_RESERVE_MS = 60_000
 
 
 # --- pure parts ---------------------------------------------------------------------------------------
@@ -153,6 +158,7 @@ class RecomputeReport:
     stage_reads: int = 0
     stages_set: int = 0
     missing_in_hubspot: int = 0
+    deferred: int = 0  # contacts left for redelivery because the invocation's time ran short
     retry: set[str] = field(default_factory=set)  # Salesforce contact ids to try again (transient)
 
 
@@ -233,25 +239,35 @@ def _record_read_only_warning(context: SyncContext, blocked: set[str]) -> None:
     _warned[table.name] = listed
 
 
-def _rows_for_contacts(context: SyncContext, contact_ids: Sequence[str]) -> dict[str, list[RollupRow]]:
+def _rows_for_contacts(context: SyncContext, contact_ids: Sequence[str],
+                       time_left_ms: Callable[[], int] | None) -> dict[str, list[RollupRow]]:
     """One (consistent) query per contact, ROW_READERS at a time: DynamoDB latency, not throughput, is
-    what a batch of 1,000 contacts waits for."""
+    what a batch of 1,000 contacts waits for. Read ROW_CHUNK contacts at a time; once less than
+    WRITE_RESERVE_MS is left, stop — the contacts not read are absent from the result."""
     rollups = context.store.rollups
     if len(contact_ids) <= 1:
         return rollups.rows_for_contacts(contact_ids)
+    rows: dict[str, list[RollupRow]] = {}
     with ThreadPoolExecutor(max_workers=min(ROW_READERS, len(contact_ids))) as pool:
-        return dict(zip(contact_ids, pool.map(rollups.rows_for_contact, contact_ids), strict=True))
+        for start in range(0, len(contact_ids), ROW_CHUNK):
+            if time_left_ms is not None and time_left_ms() < WRITE_RESERVE_MS:
+                break
+            chunk = contact_ids[start:start + ROW_CHUNK]
+            rows.update(zip(chunk, pool.map(rollups.rows_for_contact, chunk), strict=True))
+    return rows
 
 
 def _is_read_only_error(error: PermanentCrmError) -> bool:
     return "READ_ONLY_VALUE" in error.message or "read only" in error.message.lower()
 
 
-def recompute_contacts(context: SyncContext, contact_ids: Sequence[str]) -> RecomputeReport:
+def recompute_contacts(context: SyncContext, contact_ids: Sequence[str], *,
+                       time_left_ms: Callable[[], int] | None = None) -> RecomputeReport:
     """Recompute and write the rollups (and lifecycle stage) of these Salesforce contacts.
 
     Raises nothing for permanent HubSpot problems of single contacts (logged, counted); contacts
-    hit by a transient failure come back in ``report.retry``.
+    hit by a transient failure, and those left unread because ``time_left_ms`` (the invocation's
+    remaining time) ran short, come back in ``report.retry``.
     """
     ids = list(dict.fromkeys(contact_ids))
     report = RecomputeReport(contacts=len(ids))
@@ -264,7 +280,16 @@ def recompute_contacts(context: SyncContext, contact_ids: Sequence[str]) -> Reco
     linked = [sf_id for sf_id in ids if sf_id in links]
     if not linked:
         return report
-    rows = _rows_for_contacts(context, linked)
+    rows = _rows_for_contacts(context, linked, time_left_ms)
+    if len(rows) < len(linked):
+        unread = [sf_id for sf_id in linked if sf_id not in rows]
+        report.deferred = len(unread)
+        report.retry |= set(unread)
+        logger.warning("time ran short; contacts left for redelivery",
+                       extra={"recomputed": len(rows), "deferred": len(unread)})
+        linked = [sf_id for sf_id in linked if sf_id in rows]
+        if not linked:
+            return report
     states = store.rollups.written_values(linked)
     automatic = context.options().automatic_lifecycle_transitions
     for attempt in (1, 2):
