@@ -698,7 +698,7 @@ class Store:
                     self.assoc.remove(type_id, merged.id, to_id)
                     if to_kind is kind and to_id == primary.id:
                         continue
-                    self.assoc.add(type_id, primary.id, to_id)
+                    self.assoc.add(self._merged_type(type_id, primary, to_id), primary.id, to_id)
         merged.archived = True
         merged.archived_ms = moment
         self.records[kind.name].pop(merged.id)
@@ -712,6 +712,18 @@ class Store:
             "numberOfPropertiesMoved": len(moved)}))
         self.flush_changes()
         return primary
+
+    def _merged_type(self, type_id: int, primary: Record, to_id: int) -> int:
+        """A merge keeps the primary record's associations as they are ("the associated records of the
+        primary record will be maintained", HubSpot's merge guide): a record has one primary company, so a
+        merged record's primary company joins the primary record unlabeled when it has its own."""
+        kind_of = ASSOCIATION_TYPES[type_id]
+        if not kind_of.primary or kind_of.from_type is COMPANIES or kind_of.unlabeled_id is None:
+            return type_id
+        held = self.assoc.targets(kind_of.from_type, primary.id, COMPANIES)
+        if any(type_id in types for company_id, types in held.items() if company_id != to_id):
+            return kind_of.unlabeled_id
+        return type_id
 
     # --- batches -------------------------------------------------------------------------------------
     @staticmethod

@@ -56,6 +56,27 @@ def test_merge_moves_associations_and_aliases_the_id(hs: HubSpotEmulator, client
     assert [d.id for d in client.crm.deals.get_all()] == [keep]
 
 
+def test_merge_keeps_the_primary_records_primary_company(hs: HubSpotEmulator, client: Any) -> None:
+    world = hs.load(
+        companies=[{"name": "Kept Co"}, {"name": "Merged Co"}],
+        deals=[{"properties": {"dealname": "Keep", "dealstage": "qualifiedtobuy"},
+                "associations": [{"to": {"id": "#0"}, "types": PRIMARY_COMPANY}]},
+               {"properties": {"dealname": "Gone", "dealstage": "qualifiedtobuy"},
+                "associations": [{"to": {"id": "#1"}, "types": PRIMARY_COMPANY}]},
+               {"properties": {"dealname": "No company", "dealstage": "qualifiedtobuy"}}])
+    kept_company, merged_company = world["companies"]
+    keep, gone, bare = world["deals"]
+    hs.merge(keep, gone)
+    got = client.crm.deals.basic_api.get_by_id(keep, associations=["companies"])
+    # One primary company still: the primary deal's; the merged deal's company joins unlabeled.
+    assert sorted((a.id, a.type) for a in got.associations["companies"].results) == sorted([
+        (kept_company, "deal_to_company"), (kept_company, "deal_to_company_unlabeled"),
+        (merged_company, "deal_to_company_unlabeled")])
+    hs.merge(bare, keep)  # a primary without a company takes the merged deal's primary one
+    got = client.crm.deals.basic_api.get_by_id(bare, associations=["companies"])
+    assert [a.id for a in got.associations["companies"].results if a.type == "deal_to_company"] == [kept_company]
+
+
 def test_config_and_stats(http: HubSpotHttp, hs: HubSpotEmulator) -> None:
     config = http.control("config").json()
     assert config["tier"] == "professional"
