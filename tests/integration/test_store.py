@@ -144,11 +144,13 @@ def test_pending_writes_are_kept_on_both_items_until_the_shadow_is_saved(store: 
              for n in range(60)]
     pending: dict[str, dict[str, str | None]] = {"hubspot": {"Amount": "20"}, "salesforce": {"Name": None}}
     marked = store.links.set_pending_many([(link, pending) for link in links])  # two transactions of 50 and 10
-    assert [link.pending for link in marked] == [pending] * 60
+    assert [link.pending if link else None for link in marked] == [pending] * 60
+    assert [link.shadow_version if link else None for link in marked] == [2] * 60  # the claim moves the version
     from_hubspot = store.links.get_by_hubspot_id(LinkKind.OPPORTUNITY, "7105")
     assert from_hubspot is not None and from_hubspot.pending == pending
     from_salesforce = store.links.get_by_salesforce_id(LinkKind.OPPORTUNITY, opp_id(5))
     assert from_salesforce is not None and from_salesforce.pending == pending
+    assert marked[5] is not None
     saved = store.links.update_shadow(marked[5], {"Amount": "20"})
     assert saved.pending is None
     for stored in (store.links.get_by_hubspot_id(LinkKind.OPPORTUNITY, "7105"),
@@ -156,15 +158,21 @@ def test_pending_writes_are_kept_on_both_items_until_the_shadow_is_saved(store: 
         assert stored is not None and stored.pending is None and stored.shadow == {"Amount": "20"}
 
 
-def test_pending_writes_are_not_written_on_a_link_that_moved(store: SyncStore) -> None:
+def test_pending_writes_are_refused_on_a_link_that_moved_since_it_was_read(store: SyncStore) -> None:
     link = store.links.create(LinkKind.OPPORTUNITY, opp_id(80), "7180", shadow={"Amount": "10"}).link
     moved = store.links.update_shadow(link, {"Amount": "15"})
     other = store.links.create(LinkKind.OPPORTUNITY, opp_id(81), "7181", shadow={"Amount": "10"}).link
     pending = {"hubspot": {"Amount": "20"}}
     results = store.links.set_pending_many([(link, pending), (other, pending)])  # one refused: each on its own
-    assert [result.pending for result in results] == [None, pending]
+    assert results[0] is None
+    assert results[1] is not None and results[1].pending == pending
     stored = store.links.get_by_hubspot_id(LinkKind.OPPORTUNITY, "7180")
     assert stored is not None and stored.pending is None and stored.shadow_version == moved.shadow_version
+    # Two syncs that read the same link: the first claim wins, the second is refused before it writes.
+    read_once = store.links.get_by_salesforce_id(LinkKind.OPPORTUNITY, opp_id(81))
+    assert read_once is not None
+    assert store.links.set_pending(read_once, {"salesforce": {"Name": "A"}}) is not None
+    assert store.links.set_pending(read_once, {"hubspot": {"Name": "B"}}) is None
 
 
 def test_batch_lookup_of_250_ids_takes_at_most_three_calls(store: SyncStore) -> None:

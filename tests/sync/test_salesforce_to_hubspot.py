@@ -4,9 +4,12 @@ the real sf_change worker from the queue, and HubSpot is read back through the r
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from dealsync.models.domain import ErrorCategory, LinkKind, LinkStatus
+from dealsync.services.deal_sync import sync_deals
 from dealsync.services.opportunity_sync import sync_opportunities
 from dealsync_local.hubspot.common import DEALS
 from tests.sync.conftest import SyncWorld
@@ -256,3 +259,49 @@ def test_single_pipeline_org_gets_the_default_pipeline(sync_world: SyncWorld) ->
     assert stages["Closed Won"]["metadata"]["probability"] == "1.0"
     assert stages["Closed Lost"]["metadata"]["probability"] == "0.0"
     assert stages["Prospecting"]["metadata"]["probability"] == "0.1"
+
+
+def test_a_sync_that_read_a_pair_before_the_other_direction_saved_it_writes_nothing_and_reads_again(
+        sync_world: SyncWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    opportunity_id = _new_opportunity(sync_world, "Acme Corp - Raced")
+    sync_world.settle()
+    deal = sync_world.deal_for(opportunity_id)
+    assert deal is not None
+    deal_id = str(deal["id"])
+    # A person raises the amount in HubSpot; its webhook is held back: that sync is run by hand below.
+    store = sync_world.hubspot.store
+    with store.lock:
+        listener, store.listener = store.listener, None
+        try:
+            store.update(DEALS, store.get(DEALS, deal_id), {"amount": "700"}, sync_world.hubspot.person_source)
+        finally:
+            store.listener = listener
+    # A Salesforce → HubSpot sync of the opportunity reads it; before it goes on, the HubSpot → Salesforce
+    # sync of the person's change runs to the end (writes Amount 700, saves the pair).
+    salesforce = sync_world.context.salesforce
+    real_query = salesforce.query_by_ids
+    raced: list[Any] = []
+
+    def query_then_race(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        records = real_query(*args, **kwargs)
+        if not raced:
+            raced.append(None)  # once: the other sync's own queries go straight through
+            raced[0] = sync_deals(sync_world.context, [deal_id], source="test")
+        return records
+
+    monkeypatch.setattr(salesforce, "query_by_ids", query_then_race)
+    report = sync_opportunities(sync_world.context, [opportunity_id], source="test")
+    monkeypatch.undo()
+    assert raced and not raced[0].retry  # the other direction synced
+    # What this sync read of Salesforce (Amount 48000) is older than the pair's save: it writes nothing,
+    # so the person's 700 is not overwritten in HubSpot by the Amount it read before.
+    assert opportunity_id in report.retry
+    deal = sync_world.deal_for(opportunity_id)
+    assert deal is not None and deal["properties"]["amount"] == "700"
+    opportunity = sync_world.salesforce.get("Opportunity", opportunity_id)
+    assert opportunity is not None and opportunity["Amount"] == 700
+    again = sync_opportunities(sync_world.context, [opportunity_id], source="test")  # the retry
+    assert not again.retry and opportunity_id in again.unchanged
+    sync_world.settle()
+    deal = sync_world.deal_for(opportunity_id)
+    assert deal is not None and deal["properties"]["amount"] == "700"

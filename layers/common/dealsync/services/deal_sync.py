@@ -197,13 +197,16 @@ class DealSync:
         config = self.context.config()
         specs = self.context.field_specs(config)
         stages = self.context.stage_map(config)
+        # The links first: a sync of the other direction that saves a pair after this read moves its
+        # version, so the claim (_write_ahead) sees what was read from the CRMs below may be stale.
+        read_links = self.store.links.get_many(LinkKind.OPPORTUNITY, Side.HUBSPOT, ids)
         deals = self._read_deals(ids, specs)
         gone = [deal_id for deal_id in ids if deal_id not in deals]
         self._deleted(gone, report)
         live = [deal_id for deal_id in ids if deal_id in deals]
         if not live:
             return
-        links = self.store.links.get_many(LinkKind.OPPORTUNITY, Side.HUBSPOT, live)
+        links = {deal_id: read_links[deal_id] for deal_id in live if deal_id in read_links}
         synced: list[str] = []
         for deal_id in live:
             pipeline = deals[deal_id].get("properties", {}).get("pipeline")
@@ -239,7 +242,7 @@ class DealSync:
             associations.contacts.setdefault(deal_id, [])
         plans = self._plan(synced, deals, links, opportunities, associations, specs, stages, report)
         self._associations(plans)
-        self._write_ahead(plans, specs)
+        plans = self._write_ahead(plans, specs, report)
         self._write_new(plans, report)
         self._write_existing(plans, report)
         reach(DEAL_SYNC_AFTER_SALESFORCE_WRITE)  # a no-op outside the soak (dealsync.faultpoints)
@@ -249,10 +252,12 @@ class DealSync:
         self._record_errors(plans, report)
         self._update_rollups(plans)
 
-    def _write_ahead(self, plans: Sequence[_Plan], specs: Sequence[FieldSpec]) -> None:
+    def _write_ahead(self, plans: Sequence[_Plan], specs: Sequence[FieldSpec], report: SyncReport) -> list[_Plan]:
         """Linked pairs about to be written: what will be written, on the link first (Link.pending), so that
         a worker dying between the CRM writes and the shadow leaves the next sync knowing its writes. The
-        contact roles written to Salesforce are HubSpot's contact set."""
+        contact roles written to Salesforce are HubSpot's contact set. It is the claim on the pair too: a
+        link another sync saved or claimed since this one read it refuses it, and that deal is read again
+        later instead of written from stale reads. Returns the plans to write."""
         writing: list[tuple[_Plan, Link, dict[str, dict[str, ShadowValue]]]] = []
         for plan in plans:
             if plan.link is None or plan.opportunity is None:
@@ -261,11 +266,21 @@ class DealSync:
             contacts = joined(plan.contacts)
             if contacts != plan.shadow.get(CONTACTS_KEY):
                 pending[Side.SALESFORCE.value][CONTACTS_KEY] = contacts
-            if any(pending.values()):
+            if ACCOUNT_FIELD in plan.salesforce_fields:
+                pending[Side.SALESFORCE.value][COMPANY_KEY] = plan.company
+            if any(pending.values()) or plan.hubspot_properties:
                 writing.append((plan, plan.link, pending))
         saved = self.store.links.set_pending_many([(link, pending) for _, link, pending in writing])
+        refused: set[int] = set()
         for (plan, _, _), link in zip(writing, saved, strict=True):
+            if link is None:
+                refused.add(id(plan))
+                report.retry[plan.deal_id] = "the link changed since it was read: read again"
+                continue
             plan.link = link
+        if refused:
+            logger.info("pairs synced by another worker meanwhile: read again", extra={"count": len(refused)})
+        return [plan for plan in plans if id(plan) not in refused]
 
     # --- merges, deletions ---------------------------------------------------------------------------
     def _merges(self, merges: Mapping[str, Sequence[str]]) -> None:
@@ -457,10 +472,11 @@ class DealSync:
                          opportunity_id=str(opportunity["Id"]) if opportunity is not None else None)
             plan.decision = decide(plan)
             plans.append(plan)
-        # Timestamps matter only when both sides changed a field (or a pair has no shadow yet): those
-        # deals are read again with property history, and decided with per-property timestamps.
-        precise = [plan for plan in plans
-                   if plan.decision.conflicts or (plan.opportunity is not None and plan.link is None)]
+        # Timestamps matter only when both sides changed a field, or one side may have set the agreed value
+        # again (recheck), or a pair has no shadow yet: those deals are read again with property history,
+        # and decided with per-property timestamps.
+        precise = [plan for plan in plans if plan.decision.conflicts or plan.decision.recheck
+                   or (plan.opportunity is not None and plan.link is None)]
         if precise:
             history = self._read_deals([plan.deal_id for plan in precise], specs, with_history=True)
             field_history = self.salesforce.field_history([plan.opportunity_id for plan in precise

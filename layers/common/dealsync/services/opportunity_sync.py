@@ -158,18 +158,22 @@ class OpportunitySync:
 
     def _sync(self, ids: list[str], changed_at: Mapping[str, datetime], report: SyncReport) -> None:
         specs, stages = self._specs_and_stages()
+        # The links first: a sync of the other direction that saves a pair after this read moves its
+        # version, so the claim (_write_ahead) sees what was read from the CRMs below may be stale.
+        links = self.store.links.get_many(LinkKind.OPPORTUNITY, Side.SALESFORCE, ids)
         records = {
             str(record["Id"]): record
             for record in self.salesforce.query_by_ids(opportunity_select(self.context, specs), "Opportunity", ids,
                                                        include_deleted=True)
         }
-        self._apply(ids, records, specs, stages, changed_at, report)
+        self._apply(ids, records, specs, stages, changed_at, report, links=links)
 
     def _apply(self, ids: list[str], records: Mapping[str, dict[str, Any]], specs: Sequence[FieldSpec],
                stages: StageMap, changed_at: Mapping[str, datetime], report: SyncReport, *,
-               importing: bool = False) -> None:
+               importing: bool = False, links: Mapping[str, Link] | None = None) -> None:
         stages = self._ensure_pipelines(records.values(), stages)
-        links = self.store.links.get_many(LinkKind.OPPORTUNITY, Side.SALESFORCE, ids)
+        if links is None:
+            links = self.store.links.get_many(LinkKind.OPPORTUNITY, Side.SALESFORCE, ids)
         live = [record_id for record_id in ids if record_id in records and not records[record_id].get("IsDeleted")]
         gone = [record_id for record_id in ids if record_id not in live]
         self._delete(gone, links, report)
@@ -182,7 +186,7 @@ class OpportunitySync:
         deals.update(self._claim_named_deals(live, records, links, deals, specs))
         plans = self._plan(live, records, links, deals, specs, stages, changed_at, report)
         self._link_associations(plans)
-        self._write_ahead(plans, specs)
+        plans = self._write_ahead(plans, specs, report)
         self._write_deals(plans, report)
         reach(OPPORTUNITY_SYNC_AFTER_HUBSPOT_WRITE)  # a no-op outside the soak (dealsync.faultpoints)
         self._write_salesforce(plans, report, defer_deal_ids=importing)
@@ -202,17 +206,35 @@ class OpportunitySync:
         self._record_errors(plans, report)
         self._update_rollups(plans)
 
-    def _write_ahead(self, plans: Sequence[_Plan], specs: Sequence[FieldSpec]) -> None:
+    def _write_ahead(self, plans: Sequence[_Plan], specs: Sequence[FieldSpec], report: SyncReport) -> list[_Plan]:
         """Linked pairs about to be written: what will be written, on the link first (Link.pending), so that
-        a worker dying between the CRM writes and the shadow leaves the next sync knowing its writes."""
+        a worker dying between the CRM writes and the shadow leaves the next sync knowing its writes. It is
+        the claim on the pair too: a link another sync saved or claimed since this one read it refuses it,
+        and that record is read again later instead of written from stale reads. Returns the plans to write."""
         writing: list[tuple[_Plan, Link, dict[str, dict[str, ShadowValue]]]] = []
         for plan in plans:
+            if plan.link is None or plan.deal is None:
+                continue
             pending = pending_writes(plan.decision, specs)
-            if plan.link is not None and plan.deal is not None and any(pending.values()):
+            # The associations this sync will change are part of its claim (the shadow keeps both).
+            contacts = joined(plan.contacts)
+            if contacts != plan.shadow.get(CONTACTS_KEY):
+                pending[Side.HUBSPOT.value][CONTACTS_KEY] = contacts
+            if plan.company != plan.shadow.get(COMPANY_KEY) and not _waiting(plan):
+                pending[Side.HUBSPOT.value][COMPANY_KEY] = plan.company
+            if any(pending.values()):
                 writing.append((plan, plan.link, pending))
         saved = self.store.links.set_pending_many([(link, pending) for _, link, pending in writing])
+        refused: set[int] = set()
         for (plan, _, _), link in zip(writing, saved, strict=True):
+            if link is None:
+                refused.add(id(plan))
+                report.retry[plan.opportunity_id] = "the link changed since it was read: read again"
+                continue
             plan.link = link
+        if refused:
+            logger.info("pairs synced by another worker meanwhile: read again", extra={"count": len(refused)})
+        return [plan for plan in plans if id(plan) not in refused]
 
     # --- reads -----------------------------------------------------------------------------------
     def _claim_named_deals(self, ids: Sequence[str], records: Mapping[str, dict[str, Any]],
@@ -287,12 +309,13 @@ class OpportunitySync:
                 specs, salesforce_snapshot(records[record_id], specs, changed_at.get(record_id), integration_user_id),
                 hubspot_snapshot(deal, self.own_app_id), shadow, stages=stages, owners=owners, origin=Side.SALESFORCE,
                 pending=active.pending if shadow is not None and active is not None else None)
-            if decision.conflicts or (deal is not None and shadow is None):
+            if decision.conflicts or decision.recheck or (deal is not None and shadow is None):
                 conflicted.append(record_id)
             plans.append(_Plan(records[record_id], active, deal, decision, dict(shadow or {})))
         if conflicted:
-            # Both sides changed, or a deal has no agreed shadow with its opportunity yet (an earlier attempt
-            # died before linking them): decide again with HubSpot's per-property timestamps.
+            # Both sides changed, or one side may have set the agreed value again (recheck), or a deal has no
+            # agreed shadow with its opportunity yet (an earlier attempt died before linking them): decide
+            # again with both sides' per-field timestamps.
             precise = self._read_deals(conflicted, specs, with_history=["all"])
             field_history = self.salesforce.field_history(conflicted)
             for plan in plans:

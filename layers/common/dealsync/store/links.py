@@ -76,19 +76,23 @@ def _plain_pending(pending: Mapping[str, Mapping[str, ShadowValue]]) -> dict[str
 
 
 def _pending_updates(link: Link, pending: Mapping[str, Mapping[str, ShadowValue]]) -> list[dict[str, Any]]:
-    values = {":pending": _plain_pending(pending), ":expected": link.shadow_version, ":sf": link.salesforce_id,
-              ":hs": link.hubspot_id}
+    values = {":pending": _plain_pending(pending), ":expected": link.shadow_version, ":next": link.shadow_version + 1,
+              ":sf": link.salesforce_id, ":hs": link.hubspot_id}
     return [
         {
             "Update": {
                 "Key": serialize(_key(link.kind, side, record_id)),
-                "UpdateExpression": "SET pending = :pending",
+                "UpdateExpression": "SET pending = :pending, shadow_version = :next",
                 "ConditionExpression": "shadow_version = :expected AND salesforce_id = :sf AND hubspot_id = :hs",
                 "ExpressionAttributeValues": serialize(values),
             }
         }
         for side, record_id in ((Side.SALESFORCE, link.salesforce_id), (Side.HUBSPOT, link.hubspot_id))
     ]
+
+
+def _with_pending(link: Link, pending: Mapping[str, Mapping[str, ShadowValue]]) -> Link:
+    return link.model_copy(update={"pending": _plain_pending(pending), "shadow_version": link.shadow_version + 1})
 
 
 def _is_condition_failure(error: ClientError) -> bool:
@@ -219,22 +223,24 @@ class LinkStore:
     def tombstone(self, link: Link, reason: str) -> Link:
         return self._set_status(link, LinkStatus.TOMBSTONED, reason, (LinkStatus.ACTIVE, LinkStatus.PAUSED))
 
-    def set_pending(self, link: Link, pending: Mapping[str, Mapping[str, ShadowValue]]) -> Link:
+    def set_pending(self, link: Link, pending: Mapping[str, Mapping[str, ShadowValue]]) -> Link | None:
         """Write ahead: the values a sync is about to write, by side, before it writes them to the CRMs
-        (update_shadow removes them). Not written when the link moved since it was read (that sync's save
-        will be refused anyway)."""
+        (update_shadow removes them). It is also the sync's claim on the pair: it moves the shadow version,
+        and it is refused (None) when the link moved since it was read — another sync saved or claimed the
+        pair after this one read it, so what this one read may be stale: it must not write, but read again."""
         try:
             self.table.transact(_pending_updates(link, pending))
         except ClientError as error:
             if _is_condition_failure(error):
-                return link
+                return None
             raise
-        return link.model_copy(update={"pending": _plain_pending(pending)})
+        return _with_pending(link, pending)
 
-    def set_pending_many(self, pending: Sequence[tuple[Link, Mapping[str, Mapping[str, ShadowValue]]]]) -> list[Link]:
+    def set_pending_many(self, pending: Sequence[tuple[Link, Mapping[str, Mapping[str, ShadowValue]]]]
+                         ) -> list[Link | None]:
         """``set_pending`` for many links, 50 to a transaction (100 items); a transaction refused because
         one link moved is done again link by link."""
-        done: list[Link] = []
+        done: list[Link | None] = []
         for start in range(0, len(pending), 50):
             chunk = pending[start:start + 50]
             transaction = [item for link, values in chunk for item in _pending_updates(link, values)]
@@ -245,7 +251,7 @@ class LinkStore:
                     raise
                 done += [self.set_pending(link, values) for link, values in chunk]
                 continue
-            done += [link.model_copy(update={"pending": _plain_pending(values)}) for link, values in chunk]
+            done += [_with_pending(link, values) for link, values in chunk]
         return done
 
     def update_shadow(self, link: Link, changes: Mapping[str, ShadowValue], expected_version: int | None = None,
