@@ -501,3 +501,50 @@ def test_a_pending_write_that_did_not_reach_its_side_is_done_again() -> None:
     decision = decide_record(SPECS, salesforce, hubspot, AGREED, stages=SINGLE, owners=OWNERS, pending=pending)
     assert decision.hubspot_properties == {"amount": "2500"}
     assert decision.shadow["Amount"] == "2500"
+
+
+MIDDLE = datetime(2026, 3, 1, 10, 30, tzinfo=UTC)
+
+
+def test_salesforce_setting_the_agreed_value_again_after_hubspots_change_wins() -> None:
+    # HubSpot: New → Existing at 10:00. Salesforce: New → Existing → New, the last at 10:30 (field history).
+    hs = hs_properties(dealtype="existingbusiness")
+    salesforce = SideSnapshot(sf_record(), changed_at=MIDDLE, field_changed_at={"Type": MIDDLE})
+    hubspot = SideSnapshot(hs, changed_at=EARLY, field_changed_at={"dealtype": EARLY})
+    decision = decide_record(SPECS, salesforce, hubspot, AGREED, stages=SINGLE, owners=OWNERS)
+    assert decision.hubspot_properties == {"dealtype": "newbusiness"}
+    assert decision.salesforce_fields == {}
+    assert decision.fields["Type"].winner is Side.SALESFORCE
+    # Set again before HubSpot's change: HubSpot's is the later one.
+    earlier = SideSnapshot(sf_record(), changed_at=MIDDLE, field_changed_at={"Type": EARLY})
+    later_hubspot = SideSnapshot(hs, changed_at=MIDDLE, field_changed_at={"dealtype": MIDDLE})
+    decision = decide_record(SPECS, earlier, later_hubspot, AGREED, stages=SINGLE, owners=OWNERS)
+    assert decision.salesforce_fields == {"Type": "Existing Business"}
+
+
+def test_a_record_modified_after_the_other_sides_change_is_decided_again_with_histories() -> None:
+    # Without field times, a Salesforce record a person modified after HubSpot's change may hold the agreed
+    # value set again: the decision asks for a recheck (the engines read both histories), and decides as before.
+    decision = decide(sf_record(), hs_properties(dealtype="existingbusiness"), AGREED, sf_at=LATE, hs_at=EARLY)
+    assert decision.recheck == ("Type",)
+    assert decision.salesforce_fields == {"Type": "Existing Business"}
+    # Modified before HubSpot's change: nothing to recheck.
+    assert decide(sf_record(), hs_properties(dealtype="existingbusiness"), AGREED, sf_at=EARLY,
+                  hs_at=LATE).recheck == ()
+    # The other way: a deal modified after the Salesforce change.
+    decision = decide(sf_record(Type="Existing Business"), hs_properties(), AGREED, sf_at=EARLY, hs_at=LATE)
+    assert decision.recheck == ("Type",)
+    assert decision.hubspot_properties == {"dealtype": "existingbusiness"}
+
+
+def test_hubspot_setting_the_agreed_value_again_after_salesforces_change_wins_unless_it_was_our_copy() -> None:
+    sf = sf_record(Type="Existing Business")
+    salesforce = SideSnapshot(sf, changed_at=EARLY)
+    by_person = SideSnapshot(hs_properties(), changed_at=LATE, field_changed_at={"dealtype": LATE})
+    decision = decide_record(SPECS, salesforce, by_person, AGREED, stages=SINGLE, owners=OWNERS)
+    assert decision.salesforce_fields == {"Type": "New Business"}
+    assert decision.fields["Type"].winner is Side.HUBSPOT
+    copied = SideSnapshot(hs_properties(), changed_at=LATE, field_changed_at={"dealtype": LATE},
+                          copied_fields=frozenset({"dealtype"}))
+    decision = decide_record(SPECS, salesforce, copied, AGREED, stages=SINGLE, owners=OWNERS)
+    assert decision.hubspot_properties == {"dealtype": "existingbusiness"}

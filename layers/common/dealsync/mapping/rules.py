@@ -121,6 +121,8 @@ def decide_field(
     hubspot_copied: bool = False,
     hubspot_cleared: bool = False,
     salesforce_copied: bool = False,
+    salesforce_rewritten: bool = False,
+    hubspot_rewritten: bool = False,
 ) -> FieldDecision:
     """One field's decision from canonical values (see the module docstring for the semantics).
 
@@ -131,10 +133,14 @@ def decide_field(
     `hubspot_cleared`: HubSpot's blank was set (its property history has it): without a shadow, that is a
     change like any value, not a field nobody filled in.
     `salesforce_copied`: the same for Salesforce (its field history says dealsync made the last change):
-    HubSpot's value wins. When both sides hold copies, Salesforce's wins as the system of record."""
+    HubSpot's value wins. When both sides hold copies, Salesforce's wins as the system of record.
+    `salesforce_rewritten` / `hubspot_rewritten`: that side holds the agreed value again, but its own history
+    says a person set it after the other side's change (A → B → A): it changed too, and the times decide."""
     has_shadow = not isinstance(shadow, NoShadow)
     if has_shadow:
         sf_changed, hs_changed = salesforce != shadow, hubspot != shadow
+        sf_changed = sf_changed or salesforce_rewritten
+        hs_changed = hs_changed or hubspot_rewritten
     else:
         sf_changed, hs_changed = salesforce is not None, hubspot is not None or hubspot_cleared
     if salesforce_copied:
@@ -246,6 +252,9 @@ class RecordDecision:
     conflicts: tuple[str, ...] = ()
     errors: tuple[FieldError, ...] = ()
     warnings: tuple[FieldWarning, ...] = ()
+    # Fields where one side holds the agreed value and was modified after the other side's change: decide
+    # again with both sides' per-field histories (the value may have been set again, A → B → A).
+    recheck: tuple[str, ...] = ()
 
     @property
     def writes_anything(self) -> bool:
@@ -261,6 +270,7 @@ class _Builder:
     conflicts: list[str] = field(default_factory=list)
     errors: list[FieldError] = field(default_factory=list)
     warnings: list[FieldWarning] = field(default_factory=list)
+    recheck: list[str] = field(default_factory=list)
 
     def keep_shadow(self, key: str, shadow: ShadowInput) -> None:
         if not isinstance(shadow, NoShadow):
@@ -320,8 +330,11 @@ class _RecordContext:
     def salesforce_changed_at(self, spec: FieldSpec, salesforce: FieldValue) -> datetime | None:
         """When Salesforce's value changed, at the latest. The record's stamp moves with every field; but
         when the last value dealsync copied to HubSpot is Salesforce's current one, that value was already
-        there when dealsync copied it: it changed no later than the copy."""
+        there when dealsync copied it: it changed no later than the copy — unless the field's own history
+        (a time of its own) says when a person set it, which may be after the copy (A → B → A)."""
         changed_at = _utc(self.salesforce.changed_at_for(spec.salesforce_fields))
+        if self.salesforce_field_times(spec):
+            return changed_at
         copy = self.hubspot.last_copies.get(spec.hubspot_property) if spec.kind is not ValueKind.STAGE else None
         if copy is None or isinstance(salesforce, Unconvertible):
             return changed_at
@@ -333,6 +346,51 @@ class _RecordContext:
         if copied_at_utc is None:
             return changed_at
         return copied_at_utc if changed_at is None else min(changed_at, copied_at_utc)
+
+    def salesforce_field_times(self, spec: FieldSpec) -> list[datetime]:
+        """When a person last set the spec's Salesforce fields, from field history (empty: not known)."""
+        return [moment for name in spec.salesforce_fields
+                if (moment := _utc(self.salesforce.field_changed_at.get(name))) is not None]
+
+    def hubspot_property_times(self, spec: FieldSpec) -> list[datetime]:
+        """When the spec's HubSpot properties last changed, from property history (empty: not read)."""
+        return [moment for name in spec.hubspot_properties
+                if (moment := _utc(self.hubspot.field_changed_at.get(name))) is not None]
+
+    def rewritten(self, spec: FieldSpec, shadow: ShadowInput, salesforce: FieldValue,
+                  hubspot: FieldValue) -> tuple[bool, bool, bool]:
+        """(Salesforce rewrote the agreed value, HubSpot did, decide again with histories). A side holding
+        the agreed value while the other changed it is unchanged — unless a person set that value again
+        after the other side's change. Only a side's own per-field time can say so; when all that is known
+        is that the record was modified after that change, the field is to be decided again."""
+        if isinstance(shadow, NoShadow) or not self.salesforce.exists or not self.hubspot.exists:
+            return False, False, False
+        sf_same, hs_same = salesforce == shadow, hubspot == shadow
+        if sf_same == hs_same:
+            return False, False, False
+        hubspot_times = self.hubspot_property_times(spec)
+        if sf_same:  # HubSpot changed it: did Salesforce set the agreed value again later?
+            if all(name in self.hubspot.copied_fields for name in spec.hubspot_properties):
+                return False, False, False  # HubSpot's value is dealsync's copy: no change there
+            hubspot_at = max(hubspot_times) if hubspot_times else _utc(self.hubspot.changed_at)
+            if hubspot_at is None:
+                return False, False, False
+            salesforce_times = self.salesforce_field_times(spec)
+            if salesforce_times:
+                return max(salesforce_times) > hubspot_at, False, False
+            record_at = _utc(self.salesforce.changed_at)  # a person's last change of the record, if any
+            return False, False, record_at is not None and record_at > hubspot_at
+        # Salesforce changed it: did HubSpot set the agreed value again later?
+        if spec.salesforce_field in self.salesforce.copied_fields:
+            return False, False, False
+        salesforce_at = self.salesforce_changed_at(spec, salesforce)
+        if salesforce_at is None:
+            return False, False, False
+        if hubspot_times:
+            copied = all(name in self.hubspot.copied_fields for name in spec.hubspot_properties)
+            return False, not copied and max(hubspot_times) > salesforce_at, False
+        record_at = _utc(self.hubspot.changed_at)
+        return False, False, record_at is not None and record_at > salesforce_at
 
     def canonical_hubspot(self, spec: FieldSpec, raw: Any, salesforce: FieldValue) -> tuple[FieldValue, bool]:
         values = self.hubspot.values
@@ -409,6 +467,10 @@ def decide_record(
         elif key in written_to_salesforce and written_to_salesforce[key] == sf_value:
             old = written_to_salesforce[key]
         rule = SyncRule.TWO_WAY if spec.kind is ValueKind.OWNER else spec.rule
+        salesforce_rewritten, hubspot_rewritten, recheck = (
+            context.rewritten(spec, old, sf_value, hs_value) if rule is SyncRule.TWO_WAY else (False, False, False))
+        if recheck:
+            out.recheck.append(key)
         decision = decide_field(
             rule, sf_value, hs_value, old,
             salesforce_changed_at=context.salesforce_changed_at(spec, sf_value),
@@ -418,6 +480,8 @@ def decide_record(
             hubspot_cleared=hubspot.exists and hs_value is None
             and all(name in hubspot.field_changed_at for name in spec.hubspot_properties),
             salesforce_copied=salesforce.exists and spec.salesforce_field in salesforce.copied_fields,
+            salesforce_rewritten=salesforce_rewritten,
+            hubspot_rewritten=hubspot_rewritten,
         )
         out.fields[key] = decision
         if decision.conflict:
@@ -429,7 +493,7 @@ def decide_record(
         else:
             _apply_value(spec, decision, old, sf_value, truncated, context, out)
     return RecordDecision(out.hubspot, out.salesforce, out.shadow, out.fields, tuple(out.conflicts),
-                          tuple(out.errors), tuple(out.warnings))
+                          tuple(out.errors), tuple(out.warnings), tuple(out.recheck))
 
 
 def _apply_value(spec: FieldSpec, decision: FieldDecision, old: ShadowInput, sf_value: FieldValue, truncated: bool,
