@@ -12,7 +12,9 @@ import pytest
 
 from dealsync.models.domain import ErrorCategory, FieldMapping, LinkKind, LinkStatus, StageMapping, SyncRule
 from dealsync.services.contacts import link_contacts
+from dealsync.services.deal_sync import sync_deals
 from dealsync.services.records import UNIQUE_PROPERTY
+from dealsync_local.hubspot.common import DEALS
 from tests.sync.conftest import SyncWorld
 
 pytestmark = pytest.mark.e2e
@@ -474,3 +476,42 @@ def test_with_deal_sync_off_webhooks_are_acknowledged_and_not_applied(sync_world
         assert deliveries["retrying"] == 0
     finally:
         settings.set_deal_sync(True)
+
+
+def test_a_salesforce_change_made_between_the_syncs_read_and_its_write_is_not_overwritten(
+        sync_world: SyncWorld, hubspot_contacts: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    deal_id = _new_deal(sync_world, "Raced with a person", hubspot_contacts[:1])
+    sync_world.settle()
+    opportunity_id = str(_opportunity_for(sync_world, deal_id)["Id"])
+    # A person changes the amount in HubSpot; its webhook is held back: that sync is run by hand below.
+    store = sync_world.hubspot.store
+    with store.lock:
+        listener, store.listener = store.listener, None
+        try:
+            store.update(DEALS, store.get(DEALS, deal_id), {"amount": "700"}, sync_world.hubspot.person_source)
+        finally:
+            store.listener = listener
+    # The sync reads the opportunity; right after, a person changes its amount in Salesforce.
+    salesforce = sync_world.context.salesforce
+    real_query = salesforce.query_by_ids
+    changed: list[bool] = []
+
+    def query_then_person_edits(select: str, sobject: str, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        records = real_query(select, sobject, *args, **kwargs)
+        if sobject == "Opportunity" and not changed:
+            changed.append(True)
+            time.sleep(1.1)  # Salesforce keeps times to the second: the person's change is plainly the later
+            sync_world.salesforce.update("Opportunity", opportunity_id, {"Amount": 900})
+        return records
+
+    monkeypatch.setattr(salesforce, "query_by_ids", query_then_person_edits)
+    report = sync_deals(sync_world.context, [deal_id], source="test")
+    monkeypatch.undo()
+    assert changed
+    assert deal_id in report.retry  # decided on a read the person's change made stale: nothing written
+    assert sync_world.salesforce.get("Opportunity", opportunity_id)["Amount"] == 900
+    # Read again (the retry, and the person's own change event): the later change, Salesforce's 900, wins.
+    assert not sync_deals(sync_world.context, [deal_id], source="test").retry
+    sync_world.settle()
+    assert sync_world.salesforce.get("Opportunity", opportunity_id)["Amount"] == 900
+    assert _deal(sync_world, deal_id)["properties"]["amount"] == "900"

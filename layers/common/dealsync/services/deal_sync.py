@@ -43,6 +43,7 @@ from dealsync.services.records import (
     enqueue_rollups,
     hubspot_snapshot,
     joined,
+    opportunities_changed_since_read,
     opportunity_select,
     pending_writes,
     salesforce_snapshot,
@@ -242,6 +243,7 @@ class DealSync:
             associations.contacts.setdefault(deal_id, [])
         plans = self._plan(synced, deals, links, opportunities, associations, specs, stages, report)
         self._associations(plans)
+        plans = self._unchanged_since_read(plans, specs, report)
         plans = self._write_ahead(plans, specs, report)
         self._write_new(plans, report)
         self._write_existing(plans, report)
@@ -251,6 +253,19 @@ class DealSync:
         self._save_links(plans, report)
         self._record_errors(plans, report)
         self._update_rollups(plans)
+
+    def _unchanged_since_read(self, plans: Sequence[_Plan], specs: Sequence[FieldSpec],
+                              report: SyncReport) -> list[_Plan]:
+        """Plans that write an opportunity's fields or contact roles, without the opportunities a person
+        changed since they were read (those deals are read and decided again later)."""
+        writing = {str(plan.opportunity_id): plan.opportunity for plan in plans
+                   if plan.opportunity is not None and plan.opportunity_id
+                   and (plan.salesforce_fields or joined(plan.contacts) != plan.shadow.get(CONTACTS_KEY))}
+        changed = opportunities_changed_since_read(self.context, specs, writing)
+        for plan in plans:
+            if plan.opportunity_id in changed:
+                report.retry[plan.deal_id] = "its opportunity changed in Salesforce since it was read: read again"
+        return [plan for plan in plans if plan.opportunity_id not in changed]
 
     def _write_ahead(self, plans: Sequence[_Plan], specs: Sequence[FieldSpec], report: SyncReport) -> list[_Plan]:
         """Linked pairs about to be written: what will be written, on the link first (Link.pending), so that

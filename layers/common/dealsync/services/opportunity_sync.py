@@ -40,6 +40,7 @@ from dealsync.services.records import (
     existing_errors,
     hubspot_snapshot,
     joined,
+    opportunities_changed_since_read,
     opportunity_select,
     pending_writes,
     record_sync_errors,
@@ -186,6 +187,8 @@ class OpportunitySync:
         deals.update(self._claim_named_deals(live, records, links, deals, specs))
         plans = self._plan(live, records, links, deals, specs, stages, changed_at, report)
         self._link_associations(plans)
+        if not importing:  # an import's records are its enumeration's; its writes never reach Salesforce fields
+            plans = self._unchanged_since_read(plans, specs, report)
         plans = self._write_ahead(plans, specs, report)
         self._write_deals(plans, report)
         reach(OPPORTUNITY_SYNC_AFTER_HUBSPOT_WRITE)  # a no-op outside the soak (dealsync.faultpoints)
@@ -205,6 +208,16 @@ class OpportunitySync:
         self._save_links(plans, report)
         self._record_errors(plans, report)
         self._update_rollups(plans)
+
+    def _unchanged_since_read(self, plans: Sequence[_Plan], specs: Sequence[FieldSpec],
+                              report: SyncReport) -> list[_Plan]:
+        """Plans that write Salesforce fields, without the opportunities a person changed since they were
+        read (those are read and decided again later)."""
+        writing = {plan.opportunity_id: plan.opportunity for plan in plans if plan.decision.salesforce_fields}
+        changed = opportunities_changed_since_read(self.context, specs, writing)
+        for record_id in changed:
+            report.retry[record_id] = "changed in Salesforce since it was read: read again"
+        return [plan for plan in plans if plan.opportunity_id not in changed]
 
     def _write_ahead(self, plans: Sequence[_Plan], specs: Sequence[FieldSpec], report: SyncReport) -> list[_Plan]:
         """Linked pairs about to be written: what will be written, on the link first (Link.pending), so that

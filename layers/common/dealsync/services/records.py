@@ -53,6 +53,24 @@ def opportunity_select(context: SyncContext, specs: Sequence[FieldSpec]) -> str:
     return ", ".join([*opportunity_fields_read(context, specs), roles])
 
 
+def opportunities_changed_since_read(context: SyncContext, specs: Sequence[FieldSpec],
+                                     read: Mapping[str, Mapping[str, Any]]) -> set[str]:
+    """The opportunities (of ``read``: id -> the record as this sync read it) that changed since: read again
+    with the same SELECT just before dealsync writes them, one query per 200. Salesforce's collection
+    update has no conditional write; without this, a person's change made in the seconds between a
+    sync's read and its write would be overwritten by a decision that never saw it."""
+    if not read:
+        return set()
+    fresh = {str(record["Id"]): record for record in context.salesforce.query_by_ids(
+        opportunity_select(context, specs), "Opportunity", list(read), include_deleted=True)}
+    changed: set[str] = set()
+    for record_id, before in read.items():
+        now = fresh.get(record_id)
+        if now is None or any(before.get(name) != value for name, value in now.items() if name != "attributes"):
+            changed.add(record_id)
+    return changed
+
+
 def pending_writes(decision: RecordDecision, specs: Sequence[FieldSpec]) -> dict[str, dict[str, ShadowValue]]:
     """The write-ahead values of a decision (Link.pending): each field's agreed value, by the side its
     patch writes it to."""
