@@ -3,6 +3,8 @@ with company sync on, an account "imported" and deal sync switched on as an oper
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +15,7 @@ from dealsync.clients.hubspot import HubSpotClient
 from dealsync.models.domain import LinkKind
 from dealsync.services.context import SyncContext, build_context
 from dealsync.services.toggles import set_company_sync, set_deal_sync
+from dealsync_local.hubspot.store import Store as HubSpotStore
 from dealsync_local.log_privacy import log_privacy  # noqa: F401 - the session's logs hold no personal data
 from dealsync_local.pytest_fixtures import WorldView, local_world, local_world_options  # noqa: F401 - the session world
 from dealsync_local.world import LocalWorld
@@ -34,6 +37,18 @@ class SyncWorld(WorldView):
              "hubspot_owner_id", "salesforce_opportunity_id"],
             id_property="salesforce_opportunity_id")
         return deals[0] if deals else None
+
+    @contextmanager
+    def hubspot_unheard(self) -> Iterator[HubSpotStore]:
+        """The HubSpot emulator's store, for a person's action that sends no webhook (held back: the test
+        runs that sync by hand, or wants its deletion unprocessed). The store's lock is held throughout."""
+        store = self.hubspot.store
+        with store.lock:
+            listener, store.listener = store.listener, None
+            try:
+                yield store
+            finally:
+                store.listener = listener
 
     def associations(self, deal_id: str, to_type: str) -> set[str]:
         found = self.person_hubspot.associations_read("deals", to_type, [deal_id]).get(deal_id, [])

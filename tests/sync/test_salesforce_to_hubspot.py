@@ -125,13 +125,8 @@ def test_a_change_racing_the_deals_deletion_gives_the_new_deal_the_link(sync_wor
     assert first is not None
     # The deal is deleted in HubSpot, and its deletion webhook has not been processed when the opportunity
     # changes (held back here: the emulator reports nothing while its listener is off).
-    store = sync_world.hubspot.store
-    with store.lock:
-        listener, store.listener = store.listener, None
-        try:
-            store.archive(DEALS, store.get(DEALS, str(first["id"])), sync_world.hubspot.person_source)
-        finally:
-            store.listener = listener
+    with sync_world.hubspot_unheard() as store:
+        store.archive(DEALS, store.get(DEALS, str(first["id"])), sync_world.hubspot.person_source)
     sync_world.salesforce.update("Opportunity", opportunity_id, {"Amount": 51000})
     sync_world.settle()
     second = sync_world.deal_for(opportunity_id)
@@ -269,13 +264,8 @@ def test_a_sync_that_read_a_pair_before_the_other_direction_saved_it_writes_noth
     assert deal is not None
     deal_id = str(deal["id"])
     # A person raises the amount in HubSpot; its webhook is held back: that sync is run by hand below.
-    store = sync_world.hubspot.store
-    with store.lock:
-        listener, store.listener = store.listener, None
-        try:
-            store.update(DEALS, store.get(DEALS, deal_id), {"amount": "700"}, sync_world.hubspot.person_source)
-        finally:
-            store.listener = listener
+    with sync_world.hubspot_unheard() as store:
+        store.update(DEALS, store.get(DEALS, deal_id), {"amount": "700"}, sync_world.hubspot.person_source)
     # A Salesforce → HubSpot sync of the opportunity reads it; before it goes on, the HubSpot → Salesforce
     # sync of the person's change runs to the end (writes Amount 700, saves the pair).
     salesforce = sync_world.context.salesforce
