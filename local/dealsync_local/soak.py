@@ -37,7 +37,9 @@ Invariants (a failure of any makes the exit status 1):
   writing equals it), it must win. When the two writes raced (the other side's write had not reached
   the writer yet), either may win — DESIGN decides by modification time, and Salesforce's is the
   record's SystemModstamp, which the sync's own writes move too — so both are accepted, but no older
-  value, and no invented one. A delete, undelete or restore starts the pair afresh: only writes after
+  value, and no invented one. So are both when a Salesforce write came less than a second after
+  HubSpot's: Salesforce keeps change times to the second, so by DESIGN's times it may be the earlier one.
+  A delete, undelete or restore starts the pair afresh: only writes after
   the last of them are checked (writes to a deal that was then deleted are legitimately lost) — except a
   Salesforce delete and undelete that the deal outlived (the opportunity ends paired with the deal it had
   when deleted: the sync never archived it), which leaves the pair's writes as they were;
@@ -1009,6 +1011,9 @@ def named_records(body: str) -> set[str]:
     return found
 
 
+SALESFORCE_TIME_RESOLUTION = 1.0  # seconds
+
+
 def accepted_values(writes: Sequence[Write]) -> tuple[Write, set[str | None]] | None:
     """(the last write, every value the oracle accepts) for one field of one pair."""
     if not writes:
@@ -1019,6 +1024,12 @@ def accepted_values(writes: Sequence[Write]) -> tuple[Write, set[str | None]] | 
     accepted = {last.value}
     if other and last.seen_before != other[-1].value:
         accepted.add(other[-1].value)  # the two writes raced: DESIGN's timestamps decide
+    elif (other and last.side is Side.SALESFORCE and not last.field.startswith("contact:")
+          and last.at - other[-1].at < SALESFORCE_TIME_RESOLUTION):
+        # Salesforce keeps a field's change time to the second (SystemModstamp, field history): a
+        # Salesforce write less than a second after HubSpot's can carry an earlier time than it, and
+        # DESIGN's "later change" is decided on those times.
+        accepted.add(other[-1].value)
     return last, accepted
 
 

@@ -49,6 +49,17 @@ def test_racing_writes_accept_either_but_never_an_older_value() -> None:
     assert accepted_values([]) is None
 
 
+def test_a_salesforce_write_within_a_second_of_hubspots_may_lose_to_it() -> None:
+    # Salesforce's change times are whole seconds: 0.4 s after HubSpot's write may be stamped before it.
+    within = [_write(10.2, Side.HUBSPOT, "10", "5"), _write(10.6, Side.SALESFORCE, "20", "10")]
+    assert (accepted_values(within) or (None, set()))[1] == {"20", "10"}
+    apart = [_write(10.2, Side.HUBSPOT, "10", "5"), _write(11.3, Side.SALESFORCE, "20", "10")]
+    assert (accepted_values(apart) or (None, set()))[1] == {"20"}
+    # HubSpot's times are milliseconds: a HubSpot write after Salesforce's is plainly the later one.
+    hubspot_last = [_write(10.2, Side.SALESFORCE, "10", "5"), _write(10.6, Side.HUBSPOT, "20", "10")]
+    assert (accepted_values(hubspot_last) or (None, set()))[1] == {"20"}
+
+
 def test_crash_injector_kills_every_nth_arrival_per_point() -> None:
     injector = CrashInjector(every=3)
     outcomes = []
