@@ -603,14 +603,25 @@ class Person:
         company = self._deal_company(pair.deal_id)
         seen = hubspot_fields(before, company, self.directory)
         at = time.monotonic()
+        started_ms = int(time.time() * 1000)
         results = self.world.person_hubspot.batch_update("deals", [{"id": pair.deal_id, "properties": properties}])
         if results and "error" in results[0]:
             raise ValueError(f"deal {pair.deal_id} not updated: {results[0]['error']}")
         wrote = hubspot_fields({**before, **properties}, company, self.directory)
-        if "dealstage" in properties and "closedate" not in properties:
-            # Moving a deal into a closed stage, HubSpot sets its close date for the person: theirs too.
-            wrote["closedate"] = self._seen_hubspot(pair.deal_id).get("closedate")
-        self._record(Side.HUBSPOT, pair, _changes(seen, wrote), seen, at)
+        changes = _changes(seen, wrote)
+        if "dealstage" in properties and "closedate" not in properties and self._closedate_set_since(
+                pair.deal_id, started_ms):
+            # Moving a deal into a closed stage, HubSpot sets its close date for the person: theirs too — even
+            # to the date it held (a new version: the later change, whatever the other side did meanwhile).
+            changes["closedate"] = self._seen_hubspot(pair.deal_id).get("closedate")
+        self._record(Side.HUBSPOT, pair, changes, seen, at)
+
+    def _closedate_set_since(self, deal_id: str, since_ms: int) -> bool:
+        """Whether the person's HubSpot set this deal's close date since ``since_ms`` (its newest version)."""
+        with self.hubspot.store.lock:
+            record = self.hubspot.store.find(DEALS, deal_id)
+            versions = record.history_of("closedate") if record is not None else []
+        return bool(versions) and versions[0][1] >= since_ms and versions[0][2].change_source == "CRM_UI"
 
     # --- Salesforce operations ---------------------------------------------------------------------
     def sf_create(self) -> bool:

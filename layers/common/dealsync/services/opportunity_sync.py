@@ -23,6 +23,7 @@ from dealsync.faultpoints import OPPORTUNITY_SYNC_AFTER_HUBSPOT_WRITE, reach
 from dealsync.mapping.fields import FieldSpec, hubspot_properties_to_read
 from dealsync.mapping.rules import RecordDecision, decide_record
 from dealsync.mapping.stages import StageMap
+from dealsync.mapping.values import parse_datetime
 from dealsync.models.domain import ErrorCategory, Link, LinkKind, LinkStatus, ShadowValue, Side
 from dealsync.observability import logger, metrics
 from dealsync.services.contacts import link_contacts
@@ -51,6 +52,12 @@ from dealsync.services.records import (
     update_rollup_projection,
 )
 from dealsync.store import StaleShadowError
+from dealsync.store.dynamo import now_utc
+
+# An opportunity dealsync created from a deal a moment ago, not linked yet, is being paired by the HubSpot →
+# Salesforce direction (its roles, the deal's opportunity id, the link come next): this direction leaves it
+# to that one for this long (a little more than that worker's timeout), and pairs it itself after that.
+PAIRING_GRACE_SECONDS = 90
 
 
 @dataclass
@@ -183,6 +190,8 @@ class OpportunitySync:
         # An import creates most deals: only the linked ones can have a deal to compare with.
         to_read = [record_id for record_id in live if record_id in links
                    and links[record_id].status is not LinkStatus.TOMBSTONED] if importing else live
+        if not importing:
+            live = self._not_being_paired(live, records, links, report)
         deals = self._read_deals(to_read, specs) if to_read else {}
         deals.update(self._claim_named_deals(live, records, links, deals, specs))
         plans = self._plan(live, records, links, deals, specs, stages, changed_at, report)
@@ -208,6 +217,24 @@ class OpportunitySync:
         self._save_links(plans, report)
         self._record_errors(plans, report)
         self._update_rollups(plans)
+
+    def _not_being_paired(self, ids: Sequence[str], records: Mapping[str, dict[str, Any]],
+                          links: Mapping[str, Link], report: SyncReport) -> list[str]:
+        """Without the opportunities the other direction is pairing right now (see PAIRING_GRACE_SECONDS):
+        read before their link exists, their contact roles would look like additions here and go back to a
+        deal a person may have changed meanwhile. They are read again later."""
+        integration_user_id = self.context.integration_user_id()
+        moment = now_utc()
+        kept: list[str] = []
+        for record_id in ids:
+            record = records[record_id]
+            if (record_id not in links and record.get(DEAL_ID_FIELD) and record.get("CreatedDate")
+                    and integration_user_id and record.get("LastModifiedById") == integration_user_id
+                    and (moment - parse_datetime(record["CreatedDate"])).total_seconds() < PAIRING_GRACE_SECONDS):
+                report.retry[record_id] = "created from its deal a moment ago and being paired: read again"
+                continue
+            kept.append(record_id)
+        return kept
 
     def _unchanged_since_read(self, plans: Sequence[_Plan], specs: Sequence[FieldSpec],
                               report: SyncReport) -> list[_Plan]:
