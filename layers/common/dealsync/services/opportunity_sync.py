@@ -57,6 +57,8 @@ from dealsync.store.dynamo import now_utc
 # An opportunity dealsync created from a deal a moment ago, not linked yet, is being paired by the HubSpot →
 # Salesforce direction (its roles, the deal's opportunity id, the link come next): this direction leaves it
 # to that one for this long (a little more than that worker's timeout), and pairs it itself after that.
+# Left means acknowledged, not retried: only dealsync has written it (a person's change would make its
+# LastModifiedById theirs), and a retry per second would use up the message's receives (its DLQ after 5).
 PAIRING_GRACE_SECONDS = 90
 
 
@@ -222,7 +224,8 @@ class OpportunitySync:
                           links: Mapping[str, Link], report: SyncReport) -> list[str]:
         """Without the opportunities the other direction is pairing right now (see PAIRING_GRACE_SECONDS):
         read before their link exists, their contact roles would look like additions here and go back to a
-        deal a person may have changed meanwhile. They are read again later."""
+        deal a person may have changed meanwhile. They are skipped: their next change (or the pairing
+        worker's retry, or the weekly reconcile) syncs them."""
         integration_user_id = self.context.integration_user_id()
         moment = now_utc()
         kept: list[str] = []
@@ -231,7 +234,7 @@ class OpportunitySync:
             if (record_id not in links and record.get(DEAL_ID_FIELD) and record.get("CreatedDate")
                     and integration_user_id and record.get("LastModifiedById") == integration_user_id
                     and (moment - parse_datetime(record["CreatedDate"])).total_seconds() < PAIRING_GRACE_SECONDS):
-                report.retry[record_id] = "created from its deal a moment ago and being paired: read again"
+                report.skipped.append(record_id)
                 continue
             kept.append(record_id)
         return kept
