@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -20,6 +22,8 @@ from dealsync.models.domain import (
     StageMapping,
     SyncRule,
 )
+from dealsync.services.context import SyncContext
+from dealsync.services.records import claim_pairs
 from dealsync.store import StaleShadowError, SyncStore, ToggleRefusedError
 from dealsync.store.rollups import STAGE_SEEN_AT
 from dealsync.store.settings import STEP_ACCOUNT_IMPORT, STEP_COMPANY_SYNC, STEP_DEAL_SYNC
@@ -173,6 +177,22 @@ def test_pending_writes_are_refused_on_a_link_that_moved_since_it_was_read(store
     assert read_once is not None
     assert store.links.set_pending(read_once, {"salesforce": {"Name": "A"}}) is not None
     assert store.links.set_pending(read_once, {"hubspot": {"Name": "B"}}) is None
+
+
+def test_a_sync_claims_the_pairs_it_read_and_the_moved_ones_go_back_to_be_read_again(store: SyncStore) -> None:
+    read = [store.links.create(LinkKind.OPPORTUNITY, opp_id(90 + n), f"719{n}", shadow={"Amount": "10"}).link
+            for n in range(3)]
+    store.links.update_shadow(read[1], {"Amount": "15"})  # the other direction saved this pair after the read
+    retry: dict[str, str] = {}
+    context = cast(SyncContext, cast(Any, SimpleNamespace(store=store)))
+    claims = [(link.salesforce_id, link, {"hubspot": {"Amount": "20"}}) for link in read]
+    claimed, refused = claim_pairs(context, claims, retry)
+    assert refused == {opp_id(91)} and list(retry) == [opp_id(91)]
+    assert sorted(claimed) == [opp_id(90), opp_id(92)]
+    assert all(link.pending == {"hubspot": {"Amount": "20"}} for link in claimed.values())
+    # A claimed pair is this sync's until it saves: a sync that read it before the claim is refused.
+    _, refused_again = claim_pairs(context, [claims[0]], {})
+    assert refused_again == {opp_id(90)}
 
 
 def test_batch_lookup_of_250_ids_takes_at_most_three_calls(store: SyncStore) -> None:

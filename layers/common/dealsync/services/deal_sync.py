@@ -38,6 +38,8 @@ from dealsync.services.records import (
     DEAL_ID_FIELD,
     DEAL_TO_PRIMARY_COMPANY,
     UNIQUE_PROPERTY,
+    Claim,
+    claim_pairs,
     contact_role_ids,
     contact_roles,
     enqueue_rollups,
@@ -273,7 +275,7 @@ class DealSync:
         contact roles written to Salesforce are HubSpot's contact set. It is the claim on the pair too: a
         link another sync saved or claimed since this one read it refuses it, and that deal is read again
         later instead of written from stale reads. Returns the plans to write."""
-        writing: list[tuple[_Plan, Link, dict[str, dict[str, ShadowValue]]]] = []
+        claims: list[Claim] = []
         for plan in plans:
             if plan.link is None or plan.opportunity is None:
                 continue
@@ -284,18 +286,11 @@ class DealSync:
             if ACCOUNT_FIELD in plan.salesforce_fields:
                 pending[Side.SALESFORCE.value][COMPANY_KEY] = plan.company
             if any(pending.values()) or plan.hubspot_properties:
-                writing.append((plan, plan.link, pending))
-        saved = self.store.links.set_pending_many([(link, pending) for _, link, pending in writing])
-        refused: set[int] = set()
-        for (plan, _, _), link in zip(writing, saved, strict=True):
-            if link is None:
-                refused.add(id(plan))
-                report.retry[plan.deal_id] = "the link changed since it was read: read again"
-                continue
-            plan.link = link
-        if refused:
-            logger.info("pairs synced by another worker meanwhile: read again", extra={"count": len(refused)})
-        return [plan for plan in plans if id(plan) not in refused]
+                claims.append((plan.deal_id, plan.link, pending))
+        claimed, refused = claim_pairs(self.context, claims, report.retry)
+        for plan in plans:
+            plan.link = claimed.get(plan.deal_id, plan.link)
+        return [plan for plan in plans if plan.deal_id not in refused]
 
     # --- merges, deletions ---------------------------------------------------------------------------
     def _merges(self, merges: Mapping[str, Sequence[str]]) -> None:

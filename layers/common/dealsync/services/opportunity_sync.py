@@ -36,6 +36,8 @@ from dealsync.services.records import (
     DEAL_TO_CONTACT,
     DEAL_TO_PRIMARY_COMPANY,
     UNIQUE_PROPERTY,
+    Claim,
+    claim_pairs,
     contact_role_ids,
     enqueue_rollups,
     existing_errors,
@@ -189,11 +191,11 @@ class OpportunitySync:
         self._delete(gone, links, report)
         if not live:
             return
+        if not importing:
+            live = self._not_being_paired(live, records, links, report)
         # An import creates most deals: only the linked ones can have a deal to compare with.
         to_read = [record_id for record_id in live if record_id in links
                    and links[record_id].status is not LinkStatus.TOMBSTONED] if importing else live
-        if not importing:
-            live = self._not_being_paired(live, records, links, report)
         deals = self._read_deals(to_read, specs) if to_read else {}
         deals.update(self._claim_named_deals(live, records, links, deals, specs))
         plans = self._plan(live, records, links, deals, specs, stages, changed_at, report)
@@ -254,7 +256,7 @@ class OpportunitySync:
         a worker dying between the CRM writes and the shadow leaves the next sync knowing its writes. It is
         the claim on the pair too: a link another sync saved or claimed since this one read it refuses it,
         and that record is read again later instead of written from stale reads. Returns the plans to write."""
-        writing: list[tuple[_Plan, Link, dict[str, dict[str, ShadowValue]]]] = []
+        claims: list[Claim] = []
         for plan in plans:
             if plan.link is None or plan.deal is None:
                 continue
@@ -266,18 +268,11 @@ class OpportunitySync:
             if plan.company != plan.shadow.get(COMPANY_KEY) and not _waiting(plan):
                 pending[Side.HUBSPOT.value][COMPANY_KEY] = plan.company
             if any(pending.values()):
-                writing.append((plan, plan.link, pending))
-        saved = self.store.links.set_pending_many([(link, pending) for _, link, pending in writing])
-        refused: set[int] = set()
-        for (plan, _, _), link in zip(writing, saved, strict=True):
-            if link is None:
-                refused.add(id(plan))
-                report.retry[plan.opportunity_id] = "the link changed since it was read: read again"
-                continue
-            plan.link = link
-        if refused:
-            logger.info("pairs synced by another worker meanwhile: read again", extra={"count": len(refused)})
-        return [plan for plan in plans if id(plan) not in refused]
+                claims.append((plan.opportunity_id, plan.link, pending))
+        claimed, refused = claim_pairs(self.context, claims, report.retry)
+        for plan in plans:
+            plan.link = claimed.get(plan.opportunity_id, plan.link)
+        return [plan for plan in plans if plan.opportunity_id not in refused]
 
     # --- reads -----------------------------------------------------------------------------------
     def _claim_named_deals(self, ids: Sequence[str], records: Mapping[str, dict[str, Any]],

@@ -13,7 +13,7 @@ from dealsync.clients.errors import PermanentCrmError
 from dealsync.mapping.fields import FieldSpec, salesforce_fields_to_read
 from dealsync.mapping.rules import RecordDecision, SideSnapshot
 from dealsync.mapping.values import parse_datetime, sf_id_18
-from dealsync.models.domain import ErrorCategory, RollupRow, ShadowValue, Side
+from dealsync.models.domain import ErrorCategory, Link, RollupRow, ShadowValue, Side
 from dealsync.models.events import RollupMessage
 from dealsync.observability import logger
 from dealsync.queues import send_messages
@@ -84,6 +84,31 @@ def pending_writes(decision: RecordDecision, specs: Sequence[FieldSpec]) -> dict
         if any(name in decision.salesforce_fields for name in spec.salesforce_fields):
             to_salesforce[spec.key] = decision.shadow[spec.key]
     return {Side.HUBSPOT.value: to_hubspot, Side.SALESFORCE.value: to_salesforce}
+
+
+Claim = tuple[str, Link, Mapping[str, Mapping[str, ShadowValue]]]  # record id, its link as read, what it writes
+
+
+def claim_pairs(context: SyncContext, claims: Sequence[Claim],
+                retry: dict[str, str]) -> tuple[dict[str, Link], set[str]]:
+    """Write ahead and claim the linked pairs a sync is about to write (``LinkStore.set_pending_many``): the
+    links as claimed, by record id, and the record ids refused because their link moved since it was read
+    (another sync saved or claimed the pair meanwhile; those must not be written from this sync's reads:
+    they go into ``retry``, the sync's report, to be read again).
+    Association keys in the pending values are part of the claim and of the record of what was written;
+    the engines read back only the fields' values and the contact roles written to Salesforce."""
+    saved = context.store.links.set_pending_many([(link, pending) for _, link, pending in claims])
+    claimed: dict[str, Link] = {}
+    refused: set[str] = set()
+    for (record_id, _, _), link in zip(claims, saved, strict=True):
+        if link is None:
+            refused.add(record_id)
+            retry[record_id] = "the link changed since it was read: read again"
+        else:
+            claimed[record_id] = link
+    if refused:
+        logger.info("pairs synced by another worker meanwhile: read again", extra={"count": len(refused)})
+    return claimed, refused
 
 
 # OpportunityFieldHistory.Field names a lookup by its relationship.
