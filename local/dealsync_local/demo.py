@@ -146,8 +146,10 @@ def generate(size: int = 100, *, seed: int = 7, today: dt.date | None = None) ->
     if not MIN_SIZE <= size <= MAX_SIZE:
         raise ValueError(f"size must be between {MIN_SIZE} and {MAX_SIZE}")
     rng = random.Random(seed)
-    today = today or dt.date.today()
-    now = dt.datetime(today.year, today.month, today.day, 12, 0, tzinfo=dt.UTC)
+    today = today or dt.datetime.now(dt.UTC).date()
+    # The latest a record was touched: the start of ``today`` (UTC), never later than the moment the data is
+    # loaded — a later stamp would be a change "in the future", picked up by some later poll.
+    now = dt.datetime(today.year, today.month, today.day, tzinfo=dt.UTC)
     data = DemoData()
     sf = data.salesforce
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -68,7 +68,10 @@ def budgets(local_world: LocalWorld) -> BudgetWorld:  # noqa: F811 - the importe
     world = BudgetWorld(local_world, cached_context())
     assert local_world.crms is not None
     world.salesforce.apply_config({"clock_offset_seconds": -2 * 86_400})
-    load_into(local_world.crms, generate(100))
+    # Records last touched two days ago at the latest, whatever the time of day: outside every poll window,
+    # also once the tests move dealsync's clock a day on.
+    two_days_ago = (datetime.now(UTC) - timedelta(days=2)).date()
+    load_into(local_world.crms, generate(100, today=two_days_ago))
     world.salesforce.apply_config({"clock_offset_seconds": 0})
     set_company_sync(world.context, True)
     accounts = start_import(world.context, "accounts")

@@ -518,6 +518,8 @@ def test_demo_data_is_deterministic_and_realistic() -> None:
     lost = [opp for opp in sf["Opportunity"] if opp["StageName"] == "Closed Lost"]
     assert 30 < len(won) < 90 and 15 < len(lost) < 60
     assert all(opp["CloseDate"] < today.isoformat() for opp in won + lost)
+    # Nothing was touched after the start of that day (UTC): loaded that day, no stamp lies in the future.
+    assert max(opp["LastModifiedDate"] for opp in sf["Opportunity"]) <= f"{today.isoformat()}T00:00:00.000+0000"
     assert all(len(opp["Name"]) <= 120 and opp["Amount"] > 0 for opp in sf["Opportunity"])
     emails = [contact["Email"] for contact in sf["Contact"]]
     assert len(emails) == len(set(emails))
