@@ -185,5 +185,6 @@ def test_salesforce_snapshot_takes_tracked_fields_times_from_field_history() -> 
     assert snapshot.field_changed_at == {"Amount": datetime(2026, 3, 1, 10, 0, tzinfo=UTC),
                                          "OwnerId": datetime(2026, 3, 1, 11, 0, tzinfo=UTC)}
     assert snapshot.copied_fields == {"Name"}
+    assert snapshot.copied_at == {"Name": datetime(2026, 3, 1, 11, 30, tzinfo=UTC)}
     # an untracked field keeps the record's stamp
     assert snapshot.changed_at_for(["CloseDate"]) == datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -548,3 +548,44 @@ def test_hubspot_setting_the_agreed_value_again_after_salesforces_change_wins_un
                           copied_fields=frozenset({"dealtype"}))
     decision = decide_record(SPECS, salesforce, copied, AGREED, stages=SINGLE, owners=OWNERS)
     assert decision.hubspot_properties == {"dealtype": "existingbusiness"}
+
+
+def test_a_stage_dealsync_wrote_after_a_persons_pipeline_change_is_a_copy() -> None:
+    # A person moved the deal to the sales pipeline (EARLY); dealsync then wrote only its stage (LATE, from
+    # an older read of Salesforce). The pipeline and stage together are dealsync's copy: the person's later
+    # Salesforce stage (MIDDLE) wins, though HubSpot's pipeline history names a person.
+    shadow = {**AGREED, "StageName": f"{RT_RENEWAL}:Closed Won"}
+    salesforce = SideSnapshot(sf_record(RecordTypeId=RT_SALES, StageName="Prospecting"), changed_at=MIDDLE,
+                              field_changed_at={"StageName": MIDDLE})
+    hubspot = SideSnapshot(hs_properties(pipeline="p-sales", dealstage="a2"), changed_at=LATE,
+                           field_changed_at={"pipeline": EARLY, "dealstage": LATE},
+                           copied_fields=frozenset({"dealstage"}))
+    decision = decide_record(SPECS, salesforce, hubspot, shadow, stages=MULTI, owners=OWNERS, origin=Side.HUBSPOT)
+    assert decision.hubspot_properties == {"dealstage": "a1"}
+    assert decision.salesforce_fields == {}
+    # The person changed the stage after dealsync's write: HubSpot's value is theirs, and the later one.
+    by_person = SideSnapshot(hs_properties(pipeline="p-sales", dealstage="a2"), changed_at=LATE,
+                             field_changed_at={"pipeline": LATE, "dealstage": EARLY},
+                             copied_fields=frozenset({"dealstage"}))
+    decision = decide_record(SPECS, salesforce, by_person, shadow, stages=MULTI, owners=OWNERS, origin=Side.HUBSPOT)
+    assert decision.salesforce_fields == {"StageName": "Closed Won"}
+
+
+def test_a_record_type_a_person_changed_after_dealsync_copied_the_stage_is_theirs() -> None:
+    # dealsync copied HubSpot's stage to StageName (EARLY); a person then changed the record type (MIDDLE).
+    # Salesforce's stage (record type and stage) is the person's, and later than HubSpot's change.
+    shadow = {**AGREED, "StageName": f"{RT_RENEWAL}:Closed Won"}
+    salesforce = SideSnapshot(sf_record(RecordTypeId=RT_SALES, StageName="Closed Won"), changed_at=MIDDLE,
+                              field_changed_at={"RecordTypeId": MIDDLE}, copied_fields=frozenset({"StageName"}),
+                              copied_at={"StageName": EARLY})
+    hubspot = SideSnapshot(hs_properties(pipeline="p-renewal", dealstage="b1"), changed_at=EARLY,
+                           field_changed_at={"pipeline": EARLY, "dealstage": EARLY})
+    decision = decide_record(SPECS, salesforce, hubspot, shadow, stages=MULTI, owners=OWNERS, origin=Side.HUBSPOT)
+    assert decision.hubspot_properties == {"pipeline": "p-sales", "dealstage": "a2"}
+    assert decision.salesforce_fields == {}
+    # Only the copy, no later change of the record type: HubSpot's value wins.
+    copied = SideSnapshot(sf_record(RecordTypeId=RT_SALES, StageName="Closed Won"), changed_at=None,
+                          copied_fields=frozenset({"StageName", "RecordTypeId"}),
+                          copied_at={"StageName": EARLY, "RecordTypeId": EARLY})
+    decision = decide_record(SPECS, copied, hubspot, shadow, stages=MULTI, owners=OWNERS, origin=Side.HUBSPOT)
+    assert decision.salesforce_fields == {"StageName": "Renewal Due", "RecordTypeId": RT_RENEWAL}

@@ -219,11 +219,25 @@ class SideSnapshot:
     copied_fields: frozenset[str] = frozenset()
     # HubSpot: the last value dealsync wrote to each property, and when (its newest version from dealsync).
     last_copies: Mapping[str, tuple[str, datetime]] = field(default_factory=dict)
+    # Salesforce: when dealsync made the latest change of each of its copied fields (field history).
+    copied_at: Mapping[str, datetime] = field(default_factory=dict)
 
     @classmethod
     def absent(cls) -> SideSnapshot:
         """The side of a record that is about to be created."""
         return cls(values={}, exists=False)
+
+    def holds_copy(self, names: Sequence[str]) -> bool:
+        """The value these fields make together (a stage is pipeline and stage, or record type and stage)
+        is dealsync's copy: it made the newest change among them. A person may have changed one of them
+        before dealsync wrote the other; the pair is then what dealsync wrote."""
+        if all(name in self.copied_fields for name in names):
+            return True
+        times = {name: moment for name in names
+                 if (moment := _utc(self.field_changed_at.get(name) or self.copied_at.get(name))) is not None}
+        if not times:
+            return False
+        return max(times, key=lambda name: times[name]) in self.copied_fields
 
     def changed_at_for(self, names: Iterable[str]) -> datetime | None:
         moments = [moment for name in names if (moment := _utc(self.field_changed_at.get(name))) is not None]
@@ -370,7 +384,7 @@ class _RecordContext:
             return False, False, False
         hubspot_times = self.hubspot_property_times(spec)
         if sf_same:  # HubSpot changed it: did Salesforce set the agreed value again later?
-            if all(name in self.hubspot.copied_fields for name in spec.hubspot_properties):
+            if self.hubspot.holds_copy(spec.hubspot_properties):
                 return False, False, False  # HubSpot's value is dealsync's copy: no change there
             hubspot_at = max(hubspot_times) if hubspot_times else _utc(self.hubspot.changed_at)
             if hubspot_at is None:
@@ -381,13 +395,13 @@ class _RecordContext:
             record_at = _utc(self.salesforce.changed_at)  # a person's last change of the record, if any
             return False, False, record_at is not None and record_at > hubspot_at
         # Salesforce changed it: did HubSpot set the agreed value again later?
-        if spec.salesforce_field in self.salesforce.copied_fields:
+        if self.salesforce.holds_copy(spec.salesforce_fields):
             return False, False, False
         salesforce_at = self.salesforce_changed_at(spec, salesforce)
         if salesforce_at is None:
             return False, False, False
         if hubspot_times:
-            copied = all(name in self.hubspot.copied_fields for name in spec.hubspot_properties)
+            copied = self.hubspot.holds_copy(spec.hubspot_properties)
             return False, not copied and max(hubspot_times) > salesforce_at, False
         record_at = _utc(self.hubspot.changed_at)
         return False, False, record_at is not None and record_at > salesforce_at
@@ -476,10 +490,10 @@ def decide_record(
             salesforce_changed_at=context.salesforce_changed_at(spec, sf_value),
             hubspot_changed_at=hubspot.changed_at_for(spec.hubspot_properties),
             origin=origin,
-            hubspot_copied=hubspot.exists and all(name in hubspot.copied_fields for name in spec.hubspot_properties),
+            hubspot_copied=hubspot.exists and hubspot.holds_copy(spec.hubspot_properties),
             hubspot_cleared=hubspot.exists and hs_value is None
             and all(name in hubspot.field_changed_at for name in spec.hubspot_properties),
-            salesforce_copied=salesforce.exists and spec.salesforce_field in salesforce.copied_fields,
+            salesforce_copied=salesforce.exists and salesforce.holds_copy(spec.salesforce_fields),
             salesforce_rewritten=salesforce_rewritten,
             hubspot_rewritten=hubspot_rewritten,
         )

@@ -135,18 +135,22 @@ def salesforce_snapshot(record: Mapping[str, Any], specs: Sequence[FieldSpec], c
     moments = [moment for moment in (changed_at, stamp) if moment is not None]
     field_changed_at: dict[str, datetime] = {}
     copied: set[str] = set()
+    copied_at: dict[str, datetime] = {}
     for spec in specs:
         for name in spec.salesforce_fields:
             row = (field_history or {}).get(HISTORY_FIELD_NAMES.get(name, name))
             if row is None:
                 continue
             created_at, created_by = row
+            moment = parse_datetime(created_at)
             if integration and created_by and sf_id_18(created_by) == integration:
                 copied.add(name)
-            elif (moment := parse_datetime(created_at)) is not None:
+                if moment is not None:
+                    copied_at[name] = moment
+            elif moment is not None:
                 field_changed_at[name] = moment
     return SideSnapshot(values=values, changed_at=max(moments) if moments else None,
-                        field_changed_at=field_changed_at, copied_fields=frozenset(copied))
+                        field_changed_at=field_changed_at, copied_fields=frozenset(copied), copied_at=copied_at)
 
 
 def hubspot_snapshot(deal: Mapping[str, Any] | None, own_app_id: str | None = None) -> SideSnapshot:
