@@ -50,6 +50,17 @@ class SyncWorld(WorldView):
             finally:
                 store.listener = listener
 
+    @contextmanager
+    def salesforce_unheard(self) -> Iterator[None]:
+        """A person's Salesforce actions that notify no one (no Outbound Message, no change event): the test
+        runs their syncs by hand."""
+        settings = self.salesforce.notifier.settings
+        enabled, settings.enabled = settings.enabled, False
+        try:
+            yield
+        finally:
+            settings.enabled = enabled
+
     def associations(self, deal_id: str, to_type: str) -> set[str]:
         found = self.person_hubspot.associations_read("deals", to_type, [deal_id]).get(deal_id, [])
         return {str(item["to_object_id"]) for item in found}

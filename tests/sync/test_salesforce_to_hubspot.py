@@ -143,6 +143,43 @@ def test_a_change_racing_the_deals_deletion_gives_the_new_deal_the_link(sync_wor
     assert sync_world.deal_for(opportunity_id) is None
 
 
+def test_an_opportunity_deleted_while_its_deal_is_created_leaves_no_deal(
+        sync_world: SyncWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    with sync_world.salesforce_unheard():
+        opportunity_id = _new_opportunity(sync_world, "Acme Corp - Gone in a moment")
+    # The new opportunity's sync reads it; then the person deletes it, and the deletion's sync runs to the
+    # end before the first one goes on: it finds no link and no deal to archive.
+    salesforce = sync_world.context.salesforce
+    real_query = salesforce.query_by_ids
+    deletion: list[Any] = []
+
+    def query_then_delete(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        records = real_query(*args, **kwargs)
+        if not deletion:
+            deletion.append(None)  # once: the deletion's own sync reads straight through
+            with sync_world.salesforce_unheard():
+                sync_world.salesforce.delete("Opportunity", opportunity_id)
+            deletion[0] = sync_opportunities(sync_world.context, [opportunity_id], source="test")
+        return records
+
+    monkeypatch.setattr(salesforce, "query_by_ids", query_then_delete)
+    report = sync_opportunities(sync_world.context, [opportunity_id], source="test")
+    monkeypatch.undo()
+    assert deletion and not deletion[0].deleted  # the deletion's sync had nothing to follow
+    # The deal made from the older read is archived, no link names the deleted opportunity.
+    assert opportunity_id in report.deleted and opportunity_id not in report.created
+    assert sync_world.deal_for(opportunity_id) is None
+    link = sync_world.context.store.links.get_by_salesforce_id(LinkKind.OPPORTUNITY, opportunity_id)
+    assert link is None or link.status is LinkStatus.TOMBSTONED
+    # Undeleted, it syncs as a new deal.
+    sync_world.salesforce.undelete([opportunity_id])
+    sync_world.settle()
+    back = sync_world.deal_for(opportunity_id)
+    assert back is not None
+    relinked = sync_world.context.store.links.get_by_salesforce_id(LinkKind.OPPORTUNITY, opportunity_id)
+    assert relinked is not None and relinked.is_active and relinked.hubspot_id == str(back["id"])
+
+
 def test_own_writes_do_not_echo_back_to_salesforce(sync_world: SyncWorld) -> None:
     opportunity_id = _new_opportunity(sync_world, "Acme Corp - Echo check")
     sync_world.settle()

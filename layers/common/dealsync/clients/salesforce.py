@@ -43,6 +43,8 @@ _PERMISSION_CODES = {
     "INSUFFICIENT_ACCESS", "INSUFFICIENT_ACCESS_OR_READONLY", "INSUFFICIENT_ACCESS_ON_CROSS_REFERENCE_ENTITY",
     "CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY", "NOT_API_ENABLED", "API_DISABLED_FOR_ORG", "FIELD_INTEGRITY_EXCEPTION",
 }
+# A record written while it sits in the recycle bin (deleted since it was read).
+ENTITY_IS_DELETED = "ENTITY_IS_DELETED"
 _TRANSIENT_CODES = {"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE", "QUERY_TIMEOUT", "REQUEST_RUNNING_TOO_LONG"}
 
 
@@ -384,6 +386,7 @@ def _chunks[T](items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
 
 
 __all__ = [
+    "ENTITY_IS_DELETED",
     "SalesforceClient",
     "SalesforceMalformedRequest",
     "SalesforceRefusedRequest",

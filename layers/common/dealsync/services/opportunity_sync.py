@@ -18,7 +18,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 
 from dealsync.clients.errors import PermanentCrmError, TransientCrmError
-from dealsync.clients.salesforce import record_errors
+from dealsync.clients.salesforce import ENTITY_IS_DELETED, record_errors
 from dealsync.faultpoints import OPPORTUNITY_SYNC_AFTER_HUBSPOT_WRITE, reach
 from dealsync.mapping.fields import FieldSpec, hubspot_properties_to_read
 from dealsync.mapping.rules import RecordDecision, decide_record
@@ -220,7 +220,7 @@ class OpportunitySync:
             return
         self._save_links(plans, report)
         self._record_errors(plans, report)
-        self._update_rollups(plans)
+        self._update_rollups(plans, report.deleted)
 
     def _not_being_paired(self, ids: Sequence[str], records: Mapping[str, dict[str, Any]],
                           links: Mapping[str, Link], report: SyncReport) -> list[str]:
@@ -444,12 +444,31 @@ class OpportunitySync:
             return
         results = self.salesforce.update("Opportunity", updates)
         failures = record_errors(results, [plan.opportunity_id for plan in owners])
+        deleted_since_read: list[_Plan] = []
         for plan in owners:
             failure = failures.get(plan.opportunity_id)
-            if isinstance(failure, PermanentCrmError):
+            if isinstance(failure, PermanentCrmError) and failure.code == ENTITY_IS_DELETED and plan.link is None:
+                deleted_since_read.append(plan)
+            elif isinstance(failure, PermanentCrmError):
                 plan.errors.append((failure.category, failure.message))
             elif failure is not None:
                 report.retry[plan.opportunity_id] = failure.message
+        self._undo_new_deals(deleted_since_read, report)
+
+    def _undo_new_deals(self, plans: Sequence[_Plan], report: SyncReport) -> None:
+        """Opportunities deleted in Salesforce after this sync read them, their deals made just now: the deletion's
+        own sync found no link to follow (it ran before these deals existed), so the deals are archived here
+        and no link is saved. An undelete syncs the opportunity again."""
+        if not plans:
+            return
+        self.hubspot.batch_archive("deals", [str(plan.deal_id) for plan in plans])
+        for plan in plans:
+            logger.info("opportunity deleted while its deal was being created: the deal is archived", extra={
+                "opportunity_id": plan.opportunity_id, "deal_id": plan.deal_id})
+            report.deleted.append(plan.opportunity_id)
+            if plan.opportunity_id in report.created:
+                report.created.remove(plan.opportunity_id)
+            plan.deal_id = None
 
     def _write_associations(self, plans: Sequence[_Plan]) -> None:
         create_contacts: list[tuple[str, str, int]] = []
@@ -547,8 +566,9 @@ class OpportunitySync:
         if existing is not None:
             record_sync_errors_batch(self.context, entries, existing)
 
-    def _update_rollups(self, plans: Sequence[_Plan]) -> None:
-        enqueue_rollups(self.context, update_rollup_projection(self.context, [plan.opportunity for plan in plans]))
+    def _update_rollups(self, plans: Sequence[_Plan], deleted: Sequence[str] = ()) -> None:
+        enqueue_rollups(self.context, update_rollup_projection(
+            self.context, [plan.opportunity for plan in plans if plan.opportunity_id not in deleted]))
 
     # --- deletions -----------------------------------------------------------------------------------
     def _delete(self, ids: Sequence[str], links: Mapping[str, Link], report: SyncReport) -> None:
