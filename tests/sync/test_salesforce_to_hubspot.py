@@ -4,13 +4,14 @@ the real sf_change worker from the queue, and HubSpot is read back through the r
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from dealsync.models.domain import ErrorCategory, LinkKind, LinkStatus
 from dealsync.services.deal_sync import sync_deals
-from dealsync.services.opportunity_sync import sync_opportunities
+from dealsync.services.opportunity_sync import SyncReport, sync_opportunities
 from dealsync_local.hubspot.common import DEALS
 from tests.sync.conftest import SyncWorld
 
@@ -25,6 +26,31 @@ def _new_opportunity(world: SyncWorld, name: str, **fields: object) -> str:
         world.salesforce.create("OpportunityContactRole", {"OpportunityId": opportunity_id, "ContactId": contact_id,
                                                            "IsPrimary": index == 0})
     return opportunity_id
+
+
+def _sync_racing(world: SyncWorld, monkeypatch: pytest.MonkeyPatch, opportunity_id: str,
+                 race: Callable[[], SyncReport]) -> tuple[SyncReport, SyncReport]:
+    """Sync the opportunity, running ``race`` to its end right after the sync's first Salesforce read
+    (once: the race's own reads go straight through). Returns the sync's report and the race's."""
+    salesforce = world.context.salesforce
+    real_query = salesforce.query_by_ids
+    raced: list[SyncReport] = []
+    running: list[bool] = []
+
+    def query_then_race(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        records = real_query(*args, **kwargs)
+        if not running:
+            running.append(True)
+            raced.append(race())
+        return records
+
+    monkeypatch.setattr(salesforce, "query_by_ids", query_then_race)
+    try:
+        report = sync_opportunities(world.context, [opportunity_id], source="test")
+    finally:
+        monkeypatch.undo()
+    assert raced, "the race never ran"
+    return report, raced[0]
 
 
 def test_new_opportunity_becomes_a_deal_with_fields_pipeline_and_associations(sync_world: SyncWorld) -> None:
@@ -149,23 +175,13 @@ def test_an_opportunity_deleted_while_its_deal_is_created_leaves_no_deal(
         opportunity_id = _new_opportunity(sync_world, "Acme Corp - Gone in a moment")
     # The new opportunity's sync reads it; then the person deletes it, and the deletion's sync runs to the
     # end before the first one goes on: it finds no link and no deal to archive.
-    salesforce = sync_world.context.salesforce
-    real_query = salesforce.query_by_ids
-    deletion: list[Any] = []
+    def delete() -> SyncReport:
+        with sync_world.salesforce_unheard():
+            sync_world.salesforce.delete("Opportunity", opportunity_id)
+        return sync_opportunities(sync_world.context, [opportunity_id], source="test")
 
-    def query_then_delete(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
-        records = real_query(*args, **kwargs)
-        if not deletion:
-            deletion.append(None)  # once: the deletion's own sync reads straight through
-            with sync_world.salesforce_unheard():
-                sync_world.salesforce.delete("Opportunity", opportunity_id)
-            deletion[0] = sync_opportunities(sync_world.context, [opportunity_id], source="test")
-        return records
-
-    monkeypatch.setattr(salesforce, "query_by_ids", query_then_delete)
-    report = sync_opportunities(sync_world.context, [opportunity_id], source="test")
-    monkeypatch.undo()
-    assert deletion and not deletion[0].deleted  # the deletion's sync had nothing to follow
+    report, deletion = _sync_racing(sync_world, monkeypatch, opportunity_id, delete)
+    assert not deletion.deleted  # the deletion's sync had nothing to follow
     # The deal made from the older read is archived, no link names the deleted opportunity.
     assert opportunity_id in report.deleted and opportunity_id not in report.created
     assert sync_world.deal_for(opportunity_id) is None
@@ -305,21 +321,9 @@ def test_a_sync_that_read_a_pair_before_the_other_direction_saved_it_writes_noth
         store.update(DEALS, store.get(DEALS, deal_id), {"amount": "700"}, sync_world.hubspot.person_source)
     # A Salesforce → HubSpot sync of the opportunity reads it; before it goes on, the HubSpot → Salesforce
     # sync of the person's change runs to the end (writes Amount 700, saves the pair).
-    salesforce = sync_world.context.salesforce
-    real_query = salesforce.query_by_ids
-    raced: list[Any] = []
-
-    def query_then_race(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
-        records = real_query(*args, **kwargs)
-        if not raced:
-            raced.append(None)  # once: the other sync's own queries go straight through
-            raced[0] = sync_deals(sync_world.context, [deal_id], source="test")
-        return records
-
-    monkeypatch.setattr(salesforce, "query_by_ids", query_then_race)
-    report = sync_opportunities(sync_world.context, [opportunity_id], source="test")
-    monkeypatch.undo()
-    assert raced and not raced[0].retry  # the other direction synced
+    report, raced = _sync_racing(sync_world, monkeypatch, opportunity_id,
+                                 lambda: sync_deals(sync_world.context, [deal_id], source="test"))
+    assert not raced.retry  # the other direction synced
     # What this sync read of Salesforce (Amount 48000) is older than the pair's save: it writes nothing,
     # so the person's 700 is not overwritten in HubSpot by the Amount it read before.
     assert opportunity_id in report.retry
