@@ -13,8 +13,9 @@ import pytest
 from dealsync.models.domain import ErrorCategory, FieldMapping, LinkKind, LinkStatus, StageMapping, SyncRule
 from dealsync.services.contacts import link_contacts
 from dealsync.services.deal_sync import sync_deals
+from dealsync.services.opportunity_sync import sync_opportunities
 from dealsync.services.records import UNIQUE_PROPERTY
-from dealsync_local.hubspot.common import DEALS
+from dealsync_local.hubspot.common import COMPANIES, DEALS
 from tests.sync.conftest import SyncWorld
 
 pytestmark = pytest.mark.e2e
@@ -510,3 +511,37 @@ def test_a_salesforce_change_made_between_the_syncs_read_and_its_write_is_not_ov
     sync_world.settle()
     assert (sync_world.salesforce.get("Opportunity", opportunity_id) or {}).get("Amount") == 900
     assert _deal(sync_world, deal_id)["properties"]["amount"] == "900"
+
+
+def test_a_company_set_again_in_hubspot_after_the_account_changed_reaches_salesforce(
+        sync_world: SyncWorld, hubspot_contacts: list[str]) -> None:
+    other_account = sync_world.salesforce.create("Account", {"Name": "Globex"})
+    other_company = str(sync_world.hubspot.load(
+        {"companies": [{"name": "Globex", "salesforce_account_id": other_account}]})["companies"][0])
+    sync_world.context.store.links.create(LinkKind.ACCOUNT, other_account, other_company)
+    deal_id = _new_deal(sync_world, "Company back and forth", hubspot_contacts[:1])
+    sync_world.settle()
+    opportunity_id = str(_opportunity_for(sync_world, deal_id)["Id"])
+    # A person moves the opportunity to Globex; its notifications are held back (its sync is run below).
+    with sync_world.salesforce_unheard():
+        sync_world.salesforce.update("Opportunity", opportunity_id, {"AccountId": other_account})
+    time.sleep(1.1)  # Salesforce keeps times to the second: what follows in HubSpot is plainly later
+    # In HubSpot a person moves the deal to Globex too (no webhook reaches dealsync) and then back to Acme:
+    # HubSpot holds the agreed company again, set after the account changed (A → B → A).
+    person = sync_world.hubspot.person_source
+    with sync_world.hubspot_unheard() as store:
+        store.dissociate(DEALS, int(deal_id), COMPANIES, int(sync_world.company_id), None, person)
+        store.associate(DEALS, int(deal_id), COMPANIES, int(other_company), [_primary_company_spec()], person)
+    sync_world.person_hubspot.associations_archive("deals", "companies", [(deal_id, other_company)])
+    sync_world.person_hubspot.associations_create("deals", "companies",
+                                                  [(deal_id, sync_world.company_id, DEAL_TO_PRIMARY_COMPANY)])
+    sync_world.settle()
+    # The account change's own sync runs now: HubSpot's later choice stands on both sides.
+    sync_opportunities(sync_world.context, [opportunity_id], source="test")
+    sync_world.settle()
+    assert (sync_world.salesforce.get("Opportunity", opportunity_id) or {}).get("AccountId") == sync_world.account_id
+    assert sync_world.associations(deal_id, "companies") == {sync_world.company_id}
+
+
+def _primary_company_spec() -> dict[str, Any]:
+    return {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": DEAL_TO_PRIMARY_COMPANY}

@@ -71,6 +71,23 @@ def test_association_events_name_the_deal_and_other_objects_are_ignored() -> Non
     assert work.ignored == 1
 
 
+def test_a_persons_company_association_changes_keep_their_latest_time() -> None:
+    work = DealWork()
+
+    def association(kind: str, occurred_at: int, **extra: Any) -> HubSpotWebhookEvent:
+        return HubSpotWebhookEvent.model_validate({
+            "eventId": occurred_at, "portalId": 1, "appId": int(APP_ID), "occurredAt": occurred_at,
+            "subscriptionType": "deal.associationChange", "associationType": kind, "fromObjectId": 404,
+            "toObjectId": 9, "associationRemoved": False, "changeSource": "CRM_UI", **extra})
+
+    collect_events("m1", [association("DEAL_TO_COMPANY", 2_000), association("DEAL_TO_COMPANY", 1_000),
+                          association("DEAL_TO_CONTACT", 3_000),
+                          association("DEAL_TO_COMPANY", 4_000, changeSource="INTEGRATION", sourceId=APP_ID)],
+                   APP_ID, work)
+    # dealsync's own write (4,000) and contacts (3,000) are no person's company change
+    assert work.companies_changed_at == {"404": 2_000}
+
+
 def test_merges_name_both_deals_and_remember_which_survives() -> None:
     work = DealWork()
     collect_events("m1", [_event("deal.merge", 10, primaryObjectId=10, mergedObjectIds=[11])], APP_ID, work)

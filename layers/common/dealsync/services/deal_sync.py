@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -26,6 +27,7 @@ from dealsync.faultpoints import DEAL_SYNC_AFTER_SALESFORCE_WRITE, reach
 from dealsync.mapping.fields import FieldSpec, hubspot_properties_to_read
 from dealsync.mapping.rules import RecordDecision, SideSnapshot, decide_record
 from dealsync.mapping.stages import StageMap
+from dealsync.mapping.values import parse_datetime, sf_id_18
 from dealsync.models.domain import ErrorCategory, Link, LinkKind, LinkStatus, ShadowValue, Side
 from dealsync.models.events import deal_resync_messages
 from dealsync.observability import logger, metrics
@@ -37,6 +39,7 @@ from dealsync.services.records import (
     CONTACTS_KEY,
     DEAL_ID_FIELD,
     DEAL_TO_PRIMARY_COMPANY,
+    HISTORY_FIELD_NAMES,
     UNIQUE_PROPERTY,
     Claim,
     claim_pairs,
@@ -170,14 +173,19 @@ class DealSync:
         self.hubspot = context.hubspot
         self.own_app_id = context.credentials.hubspot.app_id  # tells dealsync's own HubSpot writes apart
         self._named: dict[str, dict[str, Any]] = {}  # unlinked deal id -> the opportunity naming it
+        self._companies_changed_at: dict[str, datetime] = {}
 
     # --- entry point -----------------------------------------------------------------------------
     def sync(self, deal_ids: Sequence[str], *, merges: Mapping[str, Sequence[str]] | None = None,
-             associations_for: Collection[str] | None = None, source: str = "hubspot_changes") -> SyncReport:
+             associations_for: Collection[str] | None = None, source: str = "hubspot_changes",
+             companies_changed_at: Mapping[str, datetime] | None = None) -> SyncReport:
         """Sync these deals (ids of SyncReport are deal ids). ``merges``: surviving deal -> merged deal ids.
         ``associations_for``: the deals whose associations may have changed (None: all of them); the
-        others keep the associations both sides last agreed on, and cost no association reads."""
+        others keep the associations both sides last agreed on, and cost no association reads.
+        ``companies_changed_at``: when a person last changed a deal's company associations (the webhooks'
+        occurredAt; HubSpot keeps no history of associations)."""
         report = SyncReport()
+        self._companies_changed_at = {str(deal_id): moment for deal_id, moment in (companies_changed_at or {}).items()}
         merges = {str(k): [str(v) for v in vs] for k, vs in (merges or {}).items()}
         ids = list(dict.fromkeys([*map(str, deal_ids), *merges]))
         if not ids:
@@ -514,9 +522,11 @@ class DealSync:
         company_sync = self.context.toggles().company_sync
         wanted = sorted({plan.company for plan in plans if plan.company})
         accounts = self.store.links.get_many(LinkKind.ACCOUNT, Side.HUBSPOT, wanted) if company_sync else {}
+        set_again = self._companies_set_again(plans) if company_sync else set()
         for plan in plans:
             before = plan.shadow.get(COMPANY_KEY) if plan.link is not None else None
-            if not company_sync or (plan.company == before and plan.opportunity is not None):
+            if not company_sync or (plan.company == before and plan.opportunity is not None
+                                    and plan.deal_id not in set_again):
                 continue
             if plan.company is None:
                 if plan.opportunity is not None and plan.opportunity.get(ACCOUNT_FIELD):
@@ -530,6 +540,38 @@ class DealSync:
                 continue
             if plan.opportunity is None or plan.opportunity.get(ACCOUNT_FIELD) != link.salesforce_id:
                 plan.salesforce_fields[ACCOUNT_FIELD] = link.salesforce_id
+
+    def _companies_set_again(self, plans: Sequence[_Plan]) -> set[str]:
+        """Deals whose primary company is the agreed one again, set by a person after a person changed the
+        opportunity's account (A → B → A: HubSpot's company went to the account's new company and back).
+        HubSpot's is the later change and goes to Salesforce; without the webhook's time, or without the
+        account's own time in field history, the agreed value says HubSpot did not change (as before)."""
+        candidates = [plan for plan in plans
+                      if plan.link is not None and plan.opportunity is not None and plan.company
+                      and plan.deal_id in self._companies_changed_at
+                      and plan.company == plan.shadow.get(COMPANY_KEY)]
+        if not candidates:
+            return set()
+        agreed = self.store.links.get_many(LinkKind.ACCOUNT, Side.HUBSPOT, sorted({str(plan.company)
+                                                                                 for plan in candidates}))
+        moved = [plan for plan in candidates if (link := agreed.get(str(plan.company))) is not None
+                 and link.is_active and (plan.opportunity or {}).get(ACCOUNT_FIELD) != link.salesforce_id]
+        if not moved:
+            return set()
+        history = self.salesforce.field_history([str(plan.opportunity_id) for plan in moved])
+        integration = self.context.integration_user_id()
+        set_again: set[str] = set()
+        for plan in moved:
+            row = history.get(str(plan.opportunity_id), {}).get(HISTORY_FIELD_NAMES[ACCOUNT_FIELD])
+            if row is None:
+                continue
+            changed_at, changed_by = row
+            by_dealsync = bool(integration and changed_by and sf_id_18(changed_by) == sf_id_18(integration))
+            if by_dealsync or self._companies_changed_at[plan.deal_id] > parse_datetime(changed_at):
+                set_again.add(plan.deal_id)
+                logger.info("company set again in HubSpot after the account changed: HubSpot's is the later change",
+                            extra={"deal_id": plan.deal_id, "opportunity_id": plan.opportunity_id})
+        return set_again
 
     # --- writes ------------------------------------------------------------------------------------
     def _apply_results(self, plans: Sequence[_Plan], results: Sequence[dict[str, Any]], keys: Sequence[str],
@@ -785,8 +827,10 @@ def _candidate_opportunity(deal: Mapping[str, Any]) -> bool:
 
 
 def sync_deals(context: SyncContext, deal_ids: Sequence[str], *, merges: Mapping[str, Sequence[str]] | None = None,
-               associations_for: Collection[str] | None = None, source: str = "hubspot_changes") -> SyncReport:
-    return DealSync(context).sync(deal_ids, merges=merges, associations_for=associations_for, source=source)
+               associations_for: Collection[str] | None = None, source: str = "hubspot_changes",
+               companies_changed_at: Mapping[str, datetime] | None = None) -> SyncReport:
+    return DealSync(context).sync(deal_ids, merges=merges, associations_for=associations_for, source=source,
+                                  companies_changed_at=companies_changed_at)
 
 
 __all__ = ["ContactDiff", "DealSync", "associated_ids", "contact_diff", "contacts_shadow", "primary_company",

@@ -19,6 +19,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import ValidationError
 
 from dealsync.clients.errors import PermanentCrmError
+from dealsync.mapping.values import parse_datetime
 from dealsync.models.events import HubSpotWebhookEvent, describe_invalid, parse_hubspot_queue_body
 from dealsync.observability import logger, metrics
 from dealsync.services.context import SyncContext, cached_context
@@ -40,6 +41,7 @@ class DealWork:
     echoes: int = 0
     ignored: int = 0
     contact_stages: dict[str, tuple[str, int]] = field(default_factory=dict)  # contact id -> (stage, occurredAt)
+    companies_changed_at: dict[str, int] = field(default_factory=dict)  # deal id -> a person's latest occurredAt
 
 
 def collect_events(message_id: str, events: Iterable[HubSpotWebhookEvent], app_id: str, work: DealWork) -> None:
@@ -71,6 +73,9 @@ def collect_events(message_id: str, events: Iterable[HubSpotWebhookEvent], app_i
         work.deals[str(event.object_id)].add(message_id)
         if event.action != "propertyChange":
             work.associations.add(str(event.object_id))
+        if event.action == "associationChange" and "COMPANY" in str(event.association_type or "").upper():
+            deal_id = str(event.object_id)
+            work.companies_changed_at[deal_id] = max(event.occurred_at, work.companies_changed_at.get(deal_id, 0))
 
 
 def process_hubspot_changes(records: Sequence[Mapping[str, Any]], context: SyncContext) -> dict[str, Any]:
@@ -99,7 +104,9 @@ def process_hubspot_changes(records: Sequence[Mapping[str, Any]], context: SyncC
         merges = {primary: sorted(merged) for primary, merged in work.merges.items() if merged}
         try:
             report = sync_deals(context, sorted(work.deals), merges=merges,
-                                associations_for=work.associations, source="hubspot_changes")
+                                associations_for=work.associations, source="hubspot_changes",
+                                companies_changed_at={deal_id: parse_datetime(moment) for deal_id, moment
+                                                      in work.companies_changed_at.items()})
         except PermanentCrmError as error:  # the whole batch: recorded once, not redelivered in a loop
             record_batch_failure(context, DEAL_RECORD_TYPE, sorted(work.deals), error)
         else:
