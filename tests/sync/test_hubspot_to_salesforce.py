@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from dealsync.services.contacts import link_contacts
 from dealsync.services.deal_sync import sync_deals
 from dealsync.services.opportunity_sync import sync_opportunities
 from dealsync.services.records import UNIQUE_PROPERTY
-from dealsync_local.hubspot.common import COMPANIES, DEALS
+from dealsync_local.hubspot.common import COMPANIES, CONTACTS, DEALS
 from tests.sync.conftest import SyncWorld
 
 pytestmark = pytest.mark.e2e
@@ -545,3 +546,52 @@ def test_a_company_set_again_in_hubspot_after_the_account_changed_reaches_salesf
 
 def _primary_company_spec() -> dict[str, Any]:
     return {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": DEAL_TO_PRIMARY_COMPANY}
+
+
+def _role_ids(world: SyncWorld, opportunity_id: str, contact_id: str) -> list[str]:
+    rows = world.salesforce.soql(f"SELECT Id FROM OpportunityContactRole WHERE OpportunityId = '{opportunity_id}' "
+                                 f"AND ContactId = '{contact_id}'")
+    return [str(row["Id"]) for row in rows]
+
+
+def test_a_contact_role_salesforce_took_back_after_hubspots_change_is_the_later_change(
+        sync_world: SyncWorld, hubspot_contacts: list[str]) -> None:
+    first, second = hubspot_contacts
+    deal_id = _new_deal(sync_world, "Roles back and forth", [first])
+    sync_world.settle()
+    opportunity_id = str(_opportunity_for(sync_world, deal_id)["Id"])
+    person = sync_world.hubspot.person_source
+    # In HubSpot a person adds the second contact; its webhook is late (this deal's sync is run by hand).
+    with sync_world.hubspot_unheard() as store:
+        store.associate(DEALS, int(deal_id), CONTACTS, int(second), None, person)
+    added_at = datetime.now(UTC)
+    time.sleep(1.1)  # Salesforce keeps times to the second: what follows is plainly later
+    # In Salesforce a person adds the contact's role and takes it back.
+    with sync_world.salesforce_unheard():
+        role_id = sync_world.salesforce.create("OpportunityContactRole", {
+            "OpportunityId": opportunity_id, "ContactId": sync_world.contact_ids[1]})
+        sync_world.salesforce.delete("OpportunityContactRole", role_id)
+    report = sync_deals(sync_world.context, [deal_id], associations_for=[deal_id], source="test",
+                        contacts_changed_at={deal_id: {second: added_at}})
+    assert not report.retry
+    # Salesforce's removal is the later change: no role, and the deal loses the contact too.
+    assert _role_ids(sync_world, opportunity_id, sync_world.contact_ids[1]) == []
+    assert sync_world.associations(deal_id, "contacts") == {first}
+    # HubSpot's removal of a contact whose role a person then made again in Salesforce: the role stays.
+    with sync_world.hubspot_unheard() as store:
+        store.dissociate(DEALS, int(deal_id), CONTACTS, int(first), None, person)
+    removed_at = datetime.now(UTC)
+    time.sleep(1.1)
+    with sync_world.salesforce_unheard():
+        for old_role in _role_ids(sync_world, opportunity_id, sync_world.contact_ids[0]):
+            sync_world.salesforce.delete("OpportunityContactRole", old_role)
+        sync_world.salesforce.create("OpportunityContactRole", {
+            "OpportunityId": opportunity_id, "ContactId": sync_world.contact_ids[0]})
+    report = sync_deals(sync_world.context, [deal_id], associations_for=[deal_id], source="test",
+                        contacts_changed_at={deal_id: {first: removed_at}})
+    assert not report.retry
+    assert len(_role_ids(sync_world, opportunity_id, sync_world.contact_ids[0])) == 1
+    assert sync_world.associations(deal_id, "contacts") == {first}
+    sync_world.settle()
+    assert _role_contacts(sync_world, opportunity_id) == {sync_world.contact_ids[0]}
+    assert sync_world.associations(deal_id, "contacts") == {first}

@@ -71,7 +71,7 @@ def test_association_events_name_the_deal_and_other_objects_are_ignored() -> Non
     assert work.ignored == 1
 
 
-def test_a_persons_company_association_changes_keep_their_latest_time() -> None:
+def test_a_persons_association_changes_keep_their_latest_time() -> None:
     work = DealWork()
 
     def association(kind: str, occurred_at: int, **extra: Any) -> HubSpotWebhookEvent:
@@ -86,6 +86,7 @@ def test_a_persons_company_association_changes_keep_their_latest_time() -> None:
                    APP_ID, work)
     # dealsync's own write (4,000) and contacts (3,000) are no person's company change
     assert work.companies_changed_at == {"404": 2_000}
+    assert work.contacts_changed_at == {"404": {"9": 3_000}}  # the contact's, by contact
 
 
 def test_merges_name_both_deals_and_remember_which_survives() -> None:

@@ -38,6 +38,7 @@ from dealsync.services.records import (
     COMPANY_KEY,
     CONTACTS_KEY,
     DEAL_ID_FIELD,
+    DEAL_TO_CONTACT,
     DEAL_TO_PRIMARY_COMPANY,
     HISTORY_FIELD_NAMES,
     UNIQUE_PROPERTY,
@@ -174,18 +175,22 @@ class DealSync:
         self.own_app_id = context.credentials.hubspot.app_id  # tells dealsync's own HubSpot writes apart
         self._named: dict[str, dict[str, Any]] = {}  # unlinked deal id -> the opportunity naming it
         self._companies_changed_at: dict[str, datetime] = {}
+        self._contacts_changed_at: dict[str, dict[str, datetime]] = {}
 
     # --- entry point -----------------------------------------------------------------------------
     def sync(self, deal_ids: Sequence[str], *, merges: Mapping[str, Sequence[str]] | None = None,
              associations_for: Collection[str] | None = None, source: str = "hubspot_changes",
-             companies_changed_at: Mapping[str, datetime] | None = None) -> SyncReport:
+             companies_changed_at: Mapping[str, datetime] | None = None,
+             contacts_changed_at: Mapping[str, Mapping[str, datetime]] | None = None) -> SyncReport:
         """Sync these deals (ids of SyncReport are deal ids). ``merges``: surviving deal -> merged deal ids.
         ``associations_for``: the deals whose associations may have changed (None: all of them); the
         others keep the associations both sides last agreed on, and cost no association reads.
-        ``companies_changed_at``: when a person last changed a deal's company associations (the webhooks'
-        occurredAt; HubSpot keeps no history of associations)."""
+        ``companies_changed_at``, ``contacts_changed_at``: when a person last changed a deal's company
+        association, and each contact's (the webhooks' occurredAt; HubSpot keeps no history of associations)."""
         report = SyncReport()
         self._companies_changed_at = {str(deal_id): moment for deal_id, moment in (companies_changed_at or {}).items()}
+        self._contacts_changed_at = {str(deal_id): {str(contact_id): moment for contact_id, moment in contacts.items()}
+                                     for deal_id, contacts in (contacts_changed_at or {}).items()}
         merges = {str(k): [str(v) for v in vs] for k, vs in (merges or {}).items()}
         ids = list(dict.fromkeys([*map(str, deal_ids), *merges]))
         if not ids:
@@ -661,6 +666,9 @@ class DealSync:
         salesforce_of = {cid: link.salesforce_id for cid, link in contact_links.items() if link.is_active}
         creates: list[tuple[_Plan, str, dict[str, Any]]] = []
         deletes: list[tuple[_Plan, str, str]] = []  # plan, role id, HubSpot contact id
+        undo: list[tuple[str, str]] = []  # (deal, contact) associations Salesforce's later change takes back
+        redo: list[tuple[str, str, int]] = []
+        unremoved: dict[str, set[str]] = {}
         for plan in ready:
             diff = diffs[plan.deal_id]
             roles = contact_roles(plan.opportunity) if plan.opportunity is not None else []
@@ -674,11 +682,24 @@ class DealSync:
                 if salesforce_id in has_role:
                     plan.applied_contacts.add(hubspot_id)
                     continue
+                if self._role_changed_later(plan, salesforce_id, hubspot_id, deleted=True):
+                    undo.append((plan.deal_id, hubspot_id))  # removed in Salesforce after HubSpot added it
+                    continue
                 creates.append((plan, hubspot_id, {"OpportunityId": plan.opportunity_id, "ContactId": salesforce_id}))
             for hubspot_id in sorted(diff.removed):
                 salesforce_id = salesforce_of.get(hubspot_id)
-                if salesforce_id is not None:
-                    deletes += [(plan, role_id, hubspot_id) for role_id in roles_to_delete(roles, [salesforce_id])]
+                if salesforce_id is None:
+                    continue
+                if self._role_changed_later(plan, salesforce_id, hubspot_id, deleted=False):
+                    # added again in Salesforce after HubSpot removed it: it stays, and goes back to the deal
+                    redo.append((plan.deal_id, hubspot_id, DEAL_TO_CONTACT))
+                    unremoved.setdefault(plan.deal_id, set()).add(hubspot_id)
+                    continue
+                deletes += [(plan, role_id, hubspot_id) for role_id in roles_to_delete(roles, [salesforce_id])]
+        if undo:
+            self.hubspot.associations_archive("deals", "contacts", undo)
+        if redo:
+            self.hubspot.associations_create("deals", "contacts", redo)
         for plan, _, _ in [*creates, *deletes]:
             plan.roles_changed = True
         if creates:
@@ -696,7 +717,6 @@ class DealSync:
                 else:
                     plan.errors.append((_category(failure),
                                         f"contact role for HubSpot contact {hubspot_id}: {failure.message}"))
-        unremoved: dict[str, set[str]] = {}
         if deletes:
             role_ids = [role_id for _, role_id, _ in deletes]
             try:
@@ -715,6 +735,30 @@ class DealSync:
             still = frozenset(unremoved.get(plan.deal_id, set()))
             agreed = ContactDiff(diff.added, diff.removed - still, diff.kept | still)
             plan.shadow[CONTACTS_KEY] = contacts_shadow(agreed, plan.applied_contacts)
+
+    def _role_changed_later(self, plan: _Plan, salesforce_id: str, hubspot_id: str, *, deleted: bool) -> bool:
+        """Whether a person changed the contact's role in Salesforce after the HubSpot association change
+        this sync applies (its webhook's time): ``deleted`` — a role removed after HubSpot added the contact;
+        else a role created after HubSpot removed it. Salesforce then holds the agreed state again (A → B →
+        A) and its change is the later one. Without HubSpot's time: no (HubSpot's change applies).
+        A role dealsync created is no person's; one deleted before the pair was last saved may have been
+        deleted by dealsync (Salesforce does not say who deleted): neither counts."""
+        hubspot_at = self._contacts_changed_at.get(plan.deal_id, {}).get(hubspot_id)
+        if hubspot_at is None or plan.opportunity is None or plan.link is None:
+            return False
+        not_before = max(hubspot_at, plan.link.last_synced_at) if deleted and plan.link.last_synced_at else hubspot_at
+        integration = self.context.integration_user_id()
+        rows = (plan.opportunity.get("OpportunityContactRoles") or {}).get("records") or []
+        stamp = "SystemModstamp" if deleted else "CreatedDate"
+        moments = [parse_datetime(row[stamp]) for row in rows
+                   if str(row.get("ContactId")) == salesforce_id and bool(row.get("IsDeleted")) is deleted
+                   and row.get(stamp) and (deleted or not integration or not row.get("CreatedById")
+                                           or sf_id_18(str(row["CreatedById"])) != sf_id_18(integration))]
+        later = bool(moments) and max(moments) > not_before
+        if later:
+            logger.info("contact role changed in Salesforce after HubSpot's change: Salesforce's is the later",
+                        extra={"deal_id": plan.deal_id, "contact_id": hubspot_id, "removed": deleted})
+        return later
 
     def _write_hubspot(self, plans: Sequence[_Plan]) -> None:
         """What HubSpot needs back: the new opportunity's id, and resets (e.g. an unmatched owner)."""
@@ -828,9 +872,10 @@ def _candidate_opportunity(deal: Mapping[str, Any]) -> bool:
 
 def sync_deals(context: SyncContext, deal_ids: Sequence[str], *, merges: Mapping[str, Sequence[str]] | None = None,
                associations_for: Collection[str] | None = None, source: str = "hubspot_changes",
-               companies_changed_at: Mapping[str, datetime] | None = None) -> SyncReport:
+               companies_changed_at: Mapping[str, datetime] | None = None,
+               contacts_changed_at: Mapping[str, Mapping[str, datetime]] | None = None) -> SyncReport:
     return DealSync(context).sync(deal_ids, merges=merges, associations_for=associations_for, source=source,
-                                  companies_changed_at=companies_changed_at)
+                                  companies_changed_at=companies_changed_at, contacts_changed_at=contacts_changed_at)
 
 
 __all__ = ["ContactDiff", "DealSync", "associated_ids", "contact_diff", "contacts_shadow", "primary_company",

@@ -42,6 +42,8 @@ class DealWork:
     ignored: int = 0
     contact_stages: dict[str, tuple[str, int]] = field(default_factory=dict)  # contact id -> (stage, occurredAt)
     companies_changed_at: dict[str, int] = field(default_factory=dict)  # deal id -> a person's latest occurredAt
+    # deal id -> HubSpot contact id -> the occurredAt of a person's latest change of that association
+    contacts_changed_at: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def collect_events(message_id: str, events: Iterable[HubSpotWebhookEvent], app_id: str, work: DealWork) -> None:
@@ -73,9 +75,20 @@ def collect_events(message_id: str, events: Iterable[HubSpotWebhookEvent], app_i
         work.deals[str(event.object_id)].add(message_id)
         if event.action != "propertyChange":
             work.associations.add(str(event.object_id))
-        if event.action == "associationChange" and "COMPANY" in str(event.association_type or "").upper():
-            deal_id = str(event.object_id)
-            work.companies_changed_at[deal_id] = max(event.occurred_at, work.companies_changed_at.get(deal_id, 0))
+        if event.action == "associationChange":
+            _note_association_time(event, work)
+
+
+def _note_association_time(event: HubSpotWebhookEvent, work: DealWork) -> None:
+    """When a person last changed the deal's company, or one contact's, association (HubSpot keeps no history
+    of associations: the webhooks' occurredAt is the only time there is)."""
+    deal_id, kind = str(event.object_id), str(event.association_type or "").upper()
+    if "COMPANY" in kind:
+        work.companies_changed_at[deal_id] = max(event.occurred_at, work.companies_changed_at.get(deal_id, 0))
+    elif "CONTACT" in kind and event.to_object_id is not None:
+        contacts = work.contacts_changed_at.setdefault(deal_id, {})
+        contact_id = str(event.to_object_id)
+        contacts[contact_id] = max(event.occurred_at, contacts.get(contact_id, 0))
 
 
 def process_hubspot_changes(records: Sequence[Mapping[str, Any]], context: SyncContext) -> dict[str, Any]:
@@ -106,7 +119,10 @@ def process_hubspot_changes(records: Sequence[Mapping[str, Any]], context: SyncC
             report = sync_deals(context, sorted(work.deals), merges=merges,
                                 associations_for=work.associations, source="hubspot_changes",
                                 companies_changed_at={deal_id: parse_datetime(moment) for deal_id, moment
-                                                      in work.companies_changed_at.items()})
+                                                      in work.companies_changed_at.items()},
+                                contacts_changed_at={deal_id: {contact_id: parse_datetime(moment)
+                                                               for contact_id, moment in contacts.items()}
+                                                     for deal_id, contacts in work.contacts_changed_at.items()})
         except PermanentCrmError as error:  # the whole batch: recorded once, not redelivered in a loop
             record_batch_failure(context, DEAL_RECORD_TYPE, sorted(work.deals), error)
         else:

@@ -34,7 +34,9 @@ SYNC_CATEGORIES = frozenset({
 })
 
 
-ROLE_FIELDS = ("Id", "ContactId", "IsPrimary", "IsDeleted")  # what is read of each contact role
+ROLE_FIELDS = ("Id", "ContactId", "IsPrimary", "IsDeleted")  # what an import reads of each contact role
+# What a sync reads of them (queryAll: deleted ones too): when, and by whom, each was made or deleted.
+SYNC_ROLE_FIELDS = (*ROLE_FIELDS, "CreatedDate", "CreatedById", "SystemModstamp")
 
 
 def opportunity_fields_read(context: SyncContext, specs: Sequence[FieldSpec]) -> list[str]:
@@ -49,7 +51,7 @@ def opportunity_fields_read(context: SyncContext, specs: Sequence[FieldSpec]) ->
 def opportunity_select(context: SyncContext, specs: Sequence[FieldSpec]) -> str:
     """The SELECT list that re-reads opportunities with everything either direction needs."""
     # Field names come from the describe and our own specs, never from input.
-    roles = f"(SELECT {', '.join(ROLE_FIELDS)} FROM OpportunityContactRoles)"  # noqa: S608 - constant names
+    roles = f"(SELECT {', '.join(SYNC_ROLE_FIELDS)} FROM OpportunityContactRoles)"  # noqa: S608 - constant names
     return ", ".join([*opportunity_fields_read(context, specs), roles])
 
 
