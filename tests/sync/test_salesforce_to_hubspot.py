@@ -196,6 +196,37 @@ def test_an_opportunity_deleted_while_its_deal_is_created_leaves_no_deal(
     assert relinked is not None and relinked.is_active and relinked.hubspot_id == str(back["id"])
 
 
+def test_a_contact_role_made_again_after_the_sync_read_its_removal_stays_on_the_deal(
+        sync_world: SyncWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    opportunity_id = _new_opportunity(sync_world, "Acme Corp - Role back")
+    sync_world.settle()
+    deal = sync_world.deal_for(opportunity_id)
+    assert deal is not None
+    deal_id, contact_id = str(deal["id"]), sync_world.contact_ids[1]
+    both = sync_world.associations(deal_id, "contacts")
+    assert len(both) == 2
+    # A person removes the second contact's role; its sync (run here) reads that, and before it writes,
+    # the person makes the role again.
+    with sync_world.salesforce_unheard():
+        role = sync_world.salesforce.soql(f"SELECT Id FROM OpportunityContactRole WHERE OpportunityId = "
+                                          f"'{opportunity_id}' AND ContactId = '{contact_id}'")[0]
+        sync_world.salesforce.delete("OpportunityContactRole", str(role["Id"]))
+
+    def role_made_again() -> SyncReport:
+        with sync_world.salesforce_unheard():
+            sync_world.salesforce.create("OpportunityContactRole", {"OpportunityId": opportunity_id,
+                                                                    "ContactId": contact_id})
+        return SyncReport()
+
+    report, _ = _sync_racing(sync_world, monkeypatch, opportunity_id, role_made_again)
+    # Read again before writing: the removal it read is gone, so the deal keeps the contact.
+    assert opportunity_id in report.retry
+    assert sync_world.associations(deal_id, "contacts") == both
+    again = sync_opportunities(sync_world.context, [opportunity_id], source="test")
+    assert not again.retry
+    assert sync_world.associations(deal_id, "contacts") == both
+
+
 def test_own_writes_do_not_echo_back_to_salesforce(sync_world: SyncWorld) -> None:
     opportunity_id = _new_opportunity(sync_world, "Acme Corp - Echo check")
     sync_world.settle()

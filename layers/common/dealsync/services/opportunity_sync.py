@@ -243,9 +243,11 @@ class OpportunitySync:
 
     def _unchanged_since_read(self, plans: Sequence[_Plan], specs: Sequence[FieldSpec],
                               report: SyncReport) -> list[_Plan]:
-        """Plans that write Salesforce fields, without the opportunities a person changed since they were
-        read (those are read and decided again later)."""
-        writing = {plan.opportunity_id: plan.opportunity for plan in plans if plan.decision.salesforce_fields}
+        """Plans that write Salesforce fields or change a linked deal's associations, without the opportunities
+        a person changed since they were read (those are read and decided again later): a contact role or an
+        account taken back in the meantime must not reach the deal."""
+        writing = {plan.opportunity_id: plan.opportunity for plan in plans
+                   if plan.decision.salesforce_fields or _changes_associations(plan)}
         changed = opportunities_changed_since_read(self.context, specs, writing)
         for record_id in changed:
             report.retry[record_id] = "changed in Salesforce since it was read: read again"
@@ -596,6 +598,13 @@ class OpportunitySync:
             "source": source, "created_ids": report.created, "updated_ids": report.updated, "deleted": report.deleted,
             "unchanged": len(report.unchanged), "skipped": len(report.skipped), "retry": sorted(report.retry),
             "salesforce_calls": self.salesforce.calls, "hubspot_calls": self.hubspot.calls})
+
+
+def _changes_associations(plan: _Plan) -> bool:
+    if plan.link is None:
+        return False
+    return joined(plan.contacts) != plan.shadow.get(CONTACTS_KEY) or (
+        plan.company != plan.shadow.get(COMPANY_KEY) and not _waiting(plan))
 
 
 def _waiting(plan: _Plan) -> bool:
