@@ -28,6 +28,15 @@ def _new_opportunity(world: SyncWorld, name: str, **fields: object) -> str:
     return opportunity_id
 
 
+def _paired_opportunity(world: SyncWorld, name: str) -> tuple[str, str]:
+    """A new opportunity synced to its deal: (opportunity id, deal id)."""
+    opportunity_id = _new_opportunity(world, name)
+    world.settle()
+    deal = world.deal_for(opportunity_id)
+    assert deal is not None
+    return opportunity_id, str(deal["id"])
+
+
 def _sync_racing(world: SyncWorld, monkeypatch: pytest.MonkeyPatch, opportunity_id: str,
                  race: Callable[[], SyncReport]) -> tuple[SyncReport, SyncReport]:
     """Sync the opportunity, running ``race`` to its end right after the sync's first Salesforce read
@@ -198,11 +207,8 @@ def test_an_opportunity_deleted_while_its_deal_is_created_leaves_no_deal(
 
 def test_a_contact_role_made_again_after_the_sync_read_its_removal_stays_on_the_deal(
         sync_world: SyncWorld, monkeypatch: pytest.MonkeyPatch) -> None:
-    opportunity_id = _new_opportunity(sync_world, "Acme Corp - Role back")
-    sync_world.settle()
-    deal = sync_world.deal_for(opportunity_id)
-    assert deal is not None
-    deal_id, contact_id = str(deal["id"]), sync_world.contact_ids[1]
+    opportunity_id, deal_id = _paired_opportunity(sync_world, "Acme Corp - Role back")
+    contact_id = sync_world.contact_ids[1]
     both = sync_world.associations(deal_id, "contacts")
     assert len(both) == 2
     # A person removes the second contact's role; its sync (run here) reads that, and before it writes,
@@ -342,11 +348,7 @@ def test_single_pipeline_org_gets_the_default_pipeline(sync_world: SyncWorld) ->
 
 def test_a_sync_that_read_a_pair_before_the_other_direction_saved_it_writes_nothing_and_reads_again(
         sync_world: SyncWorld, monkeypatch: pytest.MonkeyPatch) -> None:
-    opportunity_id = _new_opportunity(sync_world, "Acme Corp - Raced")
-    sync_world.settle()
-    deal = sync_world.deal_for(opportunity_id)
-    assert deal is not None
-    deal_id = str(deal["id"])
+    opportunity_id, deal_id = _paired_opportunity(sync_world, "Acme Corp - Raced")
     # A person raises the amount in HubSpot; its webhook is held back: that sync is run by hand below.
     with sync_world.hubspot_unheard() as store:
         store.update(DEALS, store.get(DEALS, deal_id), {"amount": "700"}, sync_world.hubspot.person_source)
