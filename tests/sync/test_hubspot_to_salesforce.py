@@ -15,7 +15,7 @@ from dealsync.models.domain import ErrorCategory, FieldMapping, LinkKind, LinkSt
 from dealsync.services.contacts import link_contacts
 from dealsync.services.deal_sync import sync_deals
 from dealsync.services.opportunity_sync import sync_opportunities
-from dealsync.services.records import UNIQUE_PROPERTY
+from dealsync.services.records import CONTACTS_KEY, UNIQUE_PROPERTY, joined, split
 from dealsync_local.hubspot.common import COMPANIES, CONTACTS, DEALS
 from tests.sync.conftest import SyncWorld
 
@@ -595,3 +595,35 @@ def test_a_contact_role_salesforce_took_back_after_hubspots_change_is_the_later_
     sync_world.settle()
     assert _role_contacts(sync_world, opportunity_id) == {sync_world.contact_ids[0]}
     assert sync_world.associations(deal_id, "contacts") == {first}
+
+
+def test_a_property_change_reads_the_associations_the_other_directions_unsaved_write_may_have_changed(
+        sync_world: SyncWorld, hubspot_contacts: list[str]) -> None:
+    first, second = hubspot_contacts
+    deal_id = _new_deal(sync_world, "Unsaved association write", [first])
+    sync_world.settle()
+    opportunity_id = str(_opportunity_for(sync_world, deal_id)["Id"])
+    # A person adds the second contact's role in Salesforce; the Salesforce → HubSpot sync claims the pair
+    # (its write-ahead), adds the contact to the deal, and has not saved the pair yet.
+    with sync_world.salesforce_unheard():
+        sync_world.salesforce.create("OpportunityContactRole", {"OpportunityId": opportunity_id,
+                                                                "ContactId": sync_world.contact_ids[1]})
+    links = sync_world.context.store.links
+    link = links.get_by_hubspot_id(LinkKind.OPPORTUNITY, deal_id)
+    assert link is not None
+    assert links.set_pending(link, {"hubspot": {CONTACTS_KEY: joined([first, second])}, "salesforce": {}})
+    with sync_world.hubspot_unheard() as store:
+        store.associate(DEALS, int(deal_id), CONTACTS, int(second), None, sync_world.hubspot.integration_source)
+    # Meanwhile a person changes the deal's amount: that sync is told of a property change only.
+    with sync_world.hubspot_unheard() as store:
+        store.update(DEALS, store.get(DEALS, deal_id), {"amount": "4200"}, sync_world.hubspot.person_source)
+    assert not sync_deals(sync_world.context, [deal_id], associations_for=[], source="test").retry
+    saved = links.get_by_hubspot_id(LinkKind.OPPORTUNITY, deal_id)
+    assert saved is not None and saved.pending is None
+    assert split(saved.shadow.get(CONTACTS_KEY)) == {first, second}  # what the deal holds, read
+    # So the person's later removal of the role reaches the deal.
+    role_ids = _role_ids(sync_world, opportunity_id, sync_world.contact_ids[1])
+    sync_world.salesforce.delete("OpportunityContactRole", role_ids[0])
+    sync_world.settle()
+    assert sync_world.associations(deal_id, "contacts") == {first}
+    assert _role_contacts(sync_world, opportunity_id) == {sync_world.contact_ids[0]}

@@ -250,7 +250,7 @@ class DealSync:
         opportunities.update({str(record["Id"]): record for record in self._named.values()})
         # Associations are read for the deals whose events may have changed them, and for new pairs.
         reading = [deal_id for deal_id in synced if associations_for is None or deal_id in associations_for
-                   or deal_id not in links]
+                   or deal_id not in links or _associations_pending(links[deal_id])]
         associations = _Associations(
             self.hubspot.associations_read("deals", "contacts", reading) if reading else {},
             self.hubspot.associations_read("deals", "companies", reading) if reading else {})
@@ -868,6 +868,14 @@ def _category(failure: Exception) -> ErrorCategory:
 def _candidate_opportunity(deal: Mapping[str, Any]) -> bool:
     value = str((deal.get("properties") or {}).get(UNIQUE_PROPERTY) or "")
     return value.isalnum() and len(value) in (15, 18)
+
+
+def _associations_pending(link: Link) -> bool:
+    """The other direction's write-ahead says it may have changed the deal's associations (it died, or is
+    still running, before saving the pair): they are read, not taken from the shadow, or saving the shadow
+    would drop what that write did."""
+    written = (link.pending or {}).get(Side.HUBSPOT.value, {})
+    return CONTACTS_KEY in written or COMPANY_KEY in written
 
 
 def sync_deals(context: SyncContext, deal_ids: Sequence[str], *, merges: Mapping[str, Sequence[str]] | None = None,
