@@ -63,6 +63,13 @@ def _new_deal(world: SyncWorld, name: str, contacts: list[str], *, company: bool
     return str(created[0]["id"])
 
 
+def _paired_deal(world: SyncWorld, name: str, contacts: list[str]) -> tuple[str, str]:
+    """A new deal synced to its opportunity: (deal id, opportunity id)."""
+    deal_id = _new_deal(world, name, contacts)
+    world.settle()
+    return deal_id, str(_opportunity_for(world, deal_id)["Id"])
+
+
 def _opportunities_for(world: SyncWorld, deal_id: str) -> list[dict[str, Any]]:
     return world.salesforce.soql(
         "SELECT Id, Name, Amount, CloseDate, StageName, Type, Description, AccountId, OwnerId, HubSpot_Deal_Id__c "
@@ -482,9 +489,7 @@ def test_with_deal_sync_off_webhooks_are_acknowledged_and_not_applied(sync_world
 
 def test_a_salesforce_change_made_between_the_syncs_read_and_its_write_is_not_overwritten(
         sync_world: SyncWorld, hubspot_contacts: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    deal_id = _new_deal(sync_world, "Raced with a person", hubspot_contacts[:1])
-    sync_world.settle()
-    opportunity_id = str(_opportunity_for(sync_world, deal_id)["Id"])
+    deal_id, opportunity_id = _paired_deal(sync_world, "Raced with a person", hubspot_contacts[:1])
     # A person changes the amount in HubSpot; its webhook is held back: that sync is run by hand below.
     with sync_world.hubspot_unheard() as store:
         store.update(DEALS, store.get(DEALS, deal_id), {"amount": "700"}, sync_world.hubspot.person_source)
@@ -520,9 +525,7 @@ def test_a_company_set_again_in_hubspot_after_the_account_changed_reaches_salesf
     other_company = str(sync_world.hubspot.load(
         {"companies": [{"name": "Globex", "salesforce_account_id": other_account}]})["companies"][0])
     sync_world.context.store.links.create(LinkKind.ACCOUNT, other_account, other_company)
-    deal_id = _new_deal(sync_world, "Company back and forth", hubspot_contacts[:1])
-    sync_world.settle()
-    opportunity_id = str(_opportunity_for(sync_world, deal_id)["Id"])
+    deal_id, opportunity_id = _paired_deal(sync_world, "Company back and forth", hubspot_contacts[:1])
     # A person moves the opportunity to Globex; its notifications are held back (its sync is run below).
     with sync_world.salesforce_unheard():
         sync_world.salesforce.update("Opportunity", opportunity_id, {"AccountId": other_account})
@@ -557,9 +560,7 @@ def _role_ids(world: SyncWorld, opportunity_id: str, contact_id: str) -> list[st
 def test_a_contact_role_salesforce_took_back_after_hubspots_change_is_the_later_change(
         sync_world: SyncWorld, hubspot_contacts: list[str]) -> None:
     first, second = hubspot_contacts
-    deal_id = _new_deal(sync_world, "Roles back and forth", [first])
-    sync_world.settle()
-    opportunity_id = str(_opportunity_for(sync_world, deal_id)["Id"])
+    deal_id, opportunity_id = _paired_deal(sync_world, "Roles back and forth", [first])
     person = sync_world.hubspot.person_source
     # In HubSpot a person adds the second contact; its webhook is late (this deal's sync is run by hand).
     with sync_world.hubspot_unheard() as store:
@@ -600,9 +601,7 @@ def test_a_contact_role_salesforce_took_back_after_hubspots_change_is_the_later_
 def test_a_property_change_reads_the_associations_the_other_directions_unsaved_write_may_have_changed(
         sync_world: SyncWorld, hubspot_contacts: list[str]) -> None:
     first, second = hubspot_contacts
-    deal_id = _new_deal(sync_world, "Unsaved association write", [first])
-    sync_world.settle()
-    opportunity_id = str(_opportunity_for(sync_world, deal_id)["Id"])
+    deal_id, opportunity_id = _paired_deal(sync_world, "Unsaved association write", [first])
     # A person adds the second contact's role in Salesforce; the Salesforce → HubSpot sync claims the pair
     # (its write-ahead), adds the contact to the deal, and has not saved the pair yet.
     with sync_world.salesforce_unheard():
