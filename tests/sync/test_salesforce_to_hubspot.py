@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 
 from dealsync.models.domain import ErrorCategory, LinkKind, LinkStatus
+from dealsync.services.contacts import link_contacts
 from dealsync.services.deal_sync import sync_deals
 from dealsync.services.opportunity_sync import SyncReport, sync_opportunities
-from dealsync_local.hubspot.common import DEALS
+from dealsync_local.hubspot.common import CONTACTS, DEALS
 from tests.sync.conftest import SyncWorld
 
 pytestmark = pytest.mark.e2e
@@ -231,6 +232,37 @@ def test_a_contact_role_made_again_after_the_sync_read_its_removal_stays_on_the_
     again = sync_opportunities(sync_world.context, [opportunity_id], source="test")
     assert not again.retry
     assert sync_world.associations(deal_id, "contacts") == both
+
+
+def test_a_pair_made_again_reads_the_opportunity_again_before_adding_its_contacts(
+        sync_world: SyncWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    opportunity_id, deal_id = _paired_opportunity(sync_world, "Acme Corp - Paired again")
+    first, second = sorted(sync_world.associations(deal_id, "contacts"))
+    # The pair lost its link (as when the opportunity was deleted and undeleted while the deal outlived it),
+    # and the deal lost its second contact.
+    links = sync_world.context.store.links
+    link = links.get_by_salesforce_id(LinkKind.OPPORTUNITY, opportunity_id)
+    assert link is not None
+    links.tombstone(link, "test: opportunity deleted")
+    with sync_world.hubspot_unheard() as store:
+        store.dissociate(DEALS, int(deal_id), CONTACTS, int(second), None, sync_world.hubspot.person_source)
+    second_contact = next(contact_id for contact_id, hubspot_id in link_contacts(
+        sync_world.context, sync_world.contact_ids).items() if hubspot_id == second)
+
+    def role_removed() -> SyncReport:  # right after the sync read the opportunity, with both roles
+        with sync_world.salesforce_unheard():
+            role = sync_world.salesforce.soql(f"SELECT Id FROM OpportunityContactRole WHERE OpportunityId = "
+                                              f"'{opportunity_id}' AND ContactId = '{second_contact}'")[0]
+            sync_world.salesforce.delete("OpportunityContactRole", str(role["Id"]))
+        return SyncReport()
+
+    report, _ = _sync_racing(sync_world, monkeypatch, opportunity_id, role_removed)
+    assert opportunity_id in report.retry
+    assert sync_world.associations(deal_id, "contacts") == {first}
+    assert not sync_opportunities(sync_world.context, [opportunity_id], source="test").retry
+    assert sync_world.associations(deal_id, "contacts") == {first}
+    relinked = links.get_by_salesforce_id(LinkKind.OPPORTUNITY, opportunity_id)
+    assert relinked is not None and relinked.is_active and relinked.hubspot_id == deal_id
 
 
 def test_own_writes_do_not_echo_back_to_salesforce(sync_world: SyncWorld) -> None:

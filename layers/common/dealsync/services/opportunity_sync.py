@@ -601,8 +601,11 @@ class OpportunitySync:
 
 
 def _changes_associations(plan: _Plan) -> bool:
-    if plan.link is None:
+    """Whether the plan changes an existing deal's associations (a deal it creates had none a person set)."""
+    if plan.deal is None:
         return False
+    if plan.link is None:  # paired again (e.g. undeleted): every contact and the company are added
+        return bool(plan.contacts) or plan.company is not None
     return joined(plan.contacts) != plan.shadow.get(CONTACTS_KEY) or (
         plan.company != plan.shadow.get(COMPANY_KEY) and not _waiting(plan))
 
