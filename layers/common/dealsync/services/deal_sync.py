@@ -545,6 +545,8 @@ class DealSync:
                 continue
             if plan.opportunity is None or plan.opportunity.get(ACCOUNT_FIELD) != link.salesforce_id:
                 plan.salesforce_fields[ACCOUNT_FIELD] = link.salesforce_id
+                logger.debug("primary company to the account", extra={
+                    "deal_id": plan.deal_id, "company_id": plan.company, "company_before": before})
 
     def _companies_set_again(self, plans: Sequence[_Plan]) -> set[str]:
         """Deals whose primary company is the agreed one again, set by a person after a person changed the
@@ -696,6 +698,11 @@ class DealSync:
                     unremoved.setdefault(plan.deal_id, set()).add(hubspot_id)
                     continue
                 deletes += [(plan, role_id, hubspot_id) for role_id in roles_to_delete(roles, [salesforce_id])]
+        if creates or deletes or undo or redo:
+            logger.debug("contact roles written", extra={
+                "roles_added": [(plan.deal_id, hubspot_id) for plan, hubspot_id, _ in creates],
+                "roles_removed": [(plan.deal_id, hubspot_id) for plan, _, hubspot_id in deletes],
+                "taken_off_deals": undo, "put_back_on_deals": redo})
         if undo:
             self.hubspot.associations_archive("deals", "contacts", undo)
         if redo:
@@ -848,6 +855,8 @@ class DealSync:
         metrics.add_metric(name="RecordsSynced", unit=MetricUnit.Count, value=len(report.created) + len(report.updated))
         metrics.add_metric(name="Conflicts", unit=MetricUnit.Count, value=report.conflicts)
         metrics.add_metric(name="SyncErrors", unit=MetricUnit.Count, value=len(report.errors))
+        if report.retry:
+            logger.debug("deals to sync again", extra={"retry": report.retry})
         logger.info("deals synced to Salesforce", extra={
             "source": source, "created_ids": report.created, "updated_ids": report.updated,
             "deleted_ids": report.deleted, "unchanged": len(report.unchanged), "skipped": len(report.skipped),

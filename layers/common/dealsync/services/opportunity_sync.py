@@ -490,6 +490,10 @@ class OpportunitySync:
                     remove_companies.append((plan.deal_id, company_before))
                 if plan.company:
                     create_companies.append((plan.deal_id, plan.company, DEAL_TO_PRIMARY_COMPANY))
+        if create_contacts or remove_contacts or create_companies or remove_companies:
+            logger.debug("deal associations written", extra={
+                "contacts_added": create_contacts, "contacts_removed": remove_contacts,
+                "companies_added": create_companies, "companies_removed": remove_companies})
         if remove_contacts:
             self.hubspot.associations_archive("deals", "contacts", remove_contacts)
         if create_contacts:
@@ -594,6 +598,8 @@ class OpportunitySync:
         metrics.add_metric(name="EchoesSkipped", unit=MetricUnit.Count, value=len(report.unchanged))
         metrics.add_metric(name="Conflicts", unit=MetricUnit.Count, value=report.conflicts)
         metrics.add_metric(name="SyncErrors", unit=MetricUnit.Count, value=len(report.errors))
+        if report.retry:
+            logger.debug("opportunities to sync again", extra={"retry": report.retry})
         logger.info("opportunities synced", extra={
             "source": source, "created_ids": report.created, "updated_ids": report.updated, "deleted": report.deleted,
             "unchanged": len(report.unchanged), "skipped": len(report.skipped), "retry": sorted(report.retry),
