@@ -626,3 +626,38 @@ def test_a_property_change_reads_the_associations_the_other_directions_unsaved_w
     sync_world.settle()
     assert sync_world.associations(deal_id, "contacts") == {first}
     assert _role_contacts(sync_world, opportunity_id) == {sync_world.contact_ids[0]}
+
+
+def test_a_deal_a_person_changed_after_the_sync_read_it_is_not_written_back_with_salesforces_value(
+        sync_world: SyncWorld, hubspot_contacts: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    deal_id, opportunity_id = _paired_deal(sync_world, "Written back late", hubspot_contacts[:1])
+    person = sync_world.hubspot.person_source
+    # Both sides change the amount, Salesforce later: the deal's sync will write Salesforce's 900 to it.
+    with sync_world.hubspot_unheard() as store:
+        store.update(DEALS, store.get(DEALS, deal_id), {"amount": "700"}, person)
+    time.sleep(1.1)  # Salesforce keeps times to the second: its change is plainly the later
+    with sync_world.salesforce_unheard():
+        sync_world.salesforce.update("Opportunity", opportunity_id, {"Amount": 900})
+    # Right after the sync read the deal (with its history, to decide the conflict), a person sets the
+    # amount again in HubSpot.
+    hubspot = sync_world.context.hubspot
+    real_read = hubspot.batch_read
+    edited: list[bool] = []
+
+    def read_then_person_edits(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        deals = real_read(*args, **kwargs)
+        if kwargs.get("with_history") and not edited:
+            edited.append(True)
+            with sync_world.hubspot_unheard() as store:
+                store.update(DEALS, store.get(DEALS, deal_id), {"amount": "1234"}, person)
+        return deals
+
+    monkeypatch.setattr(hubspot, "batch_read", read_then_person_edits)
+    report = sync_deals(sync_world.context, [deal_id], source="test")
+    monkeypatch.undo()
+    assert edited and deal_id in report.retry
+    assert _deal(sync_world, deal_id)["properties"]["amount"] == "1234"
+    # Read again: the person's 1234 is the latest change, and goes to Salesforce.
+    assert not sync_deals(sync_world.context, [deal_id], source="test").retry
+    assert _deal(sync_world, deal_id)["properties"]["amount"] == "1234"
+    assert (sync_world.salesforce.get("Opportunity", opportunity_id) or {}).get("Amount") == 1234

@@ -272,7 +272,8 @@ class DealSync:
     def _unchanged_since_read(self, plans: Sequence[_Plan], specs: Sequence[FieldSpec],
                               report: SyncReport) -> list[_Plan]:
         """Plans that write an opportunity's fields or contact roles, without the opportunities a person
-        changed since they were read (those deals are read and decided again later)."""
+        changed since they were read; and plans that write Salesforce's values back to a deal, without the
+        deals a person changed since (those deals are read and decided again later)."""
         writing = {str(plan.opportunity_id): plan.opportunity for plan in plans
                    if plan.opportunity is not None and plan.opportunity_id
                    and (plan.salesforce_fields or joined(plan.contacts) != plan.shadow.get(CONTACTS_KEY))}
@@ -280,7 +281,30 @@ class DealSync:
         for plan in plans:
             if plan.opportunity_id in changed:
                 report.retry[plan.deal_id] = "its opportunity changed in Salesforce since it was read: read again"
-        return [plan for plan in plans if plan.opportunity_id not in changed]
+        kept = [plan for plan in plans if plan.opportunity_id not in changed]
+        edited = self._deals_changed_since_read(kept)
+        for deal_id in edited:
+            report.retry[deal_id] = "changed in HubSpot since it was read: read again"
+        return [plan for plan in kept if plan.deal_id not in edited]
+
+    def _deals_changed_since_read(self, plans: Sequence[_Plan]) -> set[str]:
+        """Deals whose values this sync is about to set from Salesforce (a conflict Salesforce won, a reset)
+        that a person changed since they were read: the deals are read again (the properties to write, 100
+        a call). HubSpot's batch update has no conditional write; written blind, seconds after the read, a
+        person's newer value would be lost. A new opportunity's id alone needs no check."""
+        writing = [plan for plan in plans if plan.link is not None and set(plan.hubspot_properties) - {UNIQUE_PROPERTY}]
+        if not writing:
+            return set()
+        names = sorted({name for plan in writing for name in plan.hubspot_properties} - {UNIQUE_PROPERTY})
+        fresh = {str(deal["id"]): deal.get("properties") or {}
+                 for deal in self.hubspot.batch_read("deals", [plan.deal_id for plan in writing], names)}
+        changed: set[str] = set()
+        for plan in writing:
+            now, before = fresh.get(plan.deal_id), plan.deal.get("properties") or {}
+            if now is None or any(now.get(name) != before.get(name) for name in plan.hubspot_properties
+                                  if name != UNIQUE_PROPERTY):
+                changed.add(plan.deal_id)
+        return changed
 
     def _write_ahead(self, plans: Sequence[_Plan], specs: Sequence[FieldSpec], report: SyncReport) -> list[_Plan]:
         """Linked pairs about to be written: what will be written, on the link first (Link.pending), so that
