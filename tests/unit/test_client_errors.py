@@ -9,6 +9,7 @@ import requests
 from simple_salesforce.exceptions import SalesforceGeneralError, SalesforceMalformedRequest, SalesforceRefusedRequest
 
 from dealsync.clients import hubspot, salesforce
+from dealsync.clients.credentials import SalesforceCredentials
 from dealsync.clients.errors import ApiBudgetExceededError, PermanentCrmError, RecordError, TransientCrmError
 from dealsync.clients.ratelimit import SlidingWindowLimiter
 from dealsync.models.domain import ErrorCategory
@@ -87,3 +88,32 @@ def test_sliding_window_limiter_waits_for_a_free_slot() -> None:
     waits = [limiter.acquire() for _ in range(4)]
     assert waits[:3] == [0.0, 0.0, 0.0]
     assert waits[3] > 0.1
+
+
+class _FailingOrg:
+    """A Salesforce connection whose every REST call fails with the given error."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+        self.sent: list[str] = []
+
+    def restful(self, path: str, method: str = "GET", **_: object) -> object:
+        self.sent.append(f"{method} {path}")
+        raise self.error
+
+
+def test_salesforce_updates_are_not_sent_again_in_place_but_reads_are() -> None:
+    # Sent again after a backoff, an update would carry values older than a person's edit made meanwhile;
+    # the caller syncs the records again from a fresh read instead.
+    credentials = SalesforceCredentials(auth="client_credentials", login_url="https://login.example",
+                                        client_id="id", org_id="00D000000000001AAA")
+    client = salesforce.SalesforceClient(credentials, backoff_seconds=0)
+    org = _FailingOrg(_sf_error(SalesforceGeneralError, 503, "SERVER_UNAVAILABLE", "down"))
+    client._sf = org  # type: ignore[assignment]
+    with pytest.raises(TransientCrmError):
+        client.update("Opportunity", [{"Id": "006000000000001AAA", "Amount": 5}])
+    assert org.sent == ["PATCH composite/sobjects"]
+    org.sent.clear()
+    with pytest.raises(TransientCrmError):
+        client._rest("limits")
+    assert len(org.sent) == client.max_attempts

@@ -151,7 +151,10 @@ class HubSpotClient:
         if self.usage_listener is not None:
             self.usage_listener.answered(*parse_hubspot_daily(dict(headers) if headers else None))
 
-    def _call(self, operation: Callable[[], Any], search: bool = False, retry: bool = True) -> Any:
+    def _call(self, operation: Callable[[], Any], search: bool = False, retry: bool = True,
+              rate_limits_only: bool = False) -> Any:
+        """One API call; transient failures are retried (``retry``), with ``rate_limits_only`` only a 429,
+        which HubSpot refused without applying anything."""
         failures = 0  # failures other than rate limits
         rate_limited = 0
         while True:
@@ -166,7 +169,8 @@ class HubSpotClient:
                 classified = classify(error)
                 if isinstance(classified, ApiBudgetExceededError) and self.usage_listener is not None:
                     self.usage_listener.daily_limit_reached()  # search's DAILY 429s carry no headers
-                if not isinstance(classified, TransientCrmError) or not retry:
+                if not isinstance(classified, TransientCrmError) or not retry or (
+                        rate_limits_only and classified.status != 429):
                     raise classified from error
                 if classified.status == 429:
                     # The burst (or search) window is full, e.g. shared with another app's traffic: wait it out.
@@ -211,21 +215,25 @@ class HubSpotClient:
 
     def batch_upsert(self, object_type: str, id_property: str,
                      inputs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Create-or-update on a unique property; each input is ``{"id": <value>, "properties": {...}}``."""
+        """Create-or-update on a unique property; each input is ``{"id": <value>, "properties": {...}}``.
+        Like every write of values, retried in place only after a 429 (see ``batch_update``)."""
         results: list[dict[str, Any]] = []
         for chunk in _chunks(list(inputs), BATCH_LIMIT):
             body = {"inputs": [{**item, "idProperty": id_property} for item in chunk]}
             response = self._call(partial(self.api.crm.objects.batch_api.upsert,
-                object_type, batch_input_simple_public_object_batch_input_upsert=body))
+                object_type, batch_input_simple_public_object_batch_input_upsert=body), rate_limits_only=True)
             results += _results_or_errors(response)
         return results
 
     def batch_update(self, object_type: str, inputs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Update records. After a 5xx or a timeout it is not sent again in place: seconds later, the values
+        would be older than what a person may have written meanwhile (HubSpot has no conditional update);
+        the caller syncs the records again from a fresh read instead."""
         results: list[dict[str, Any]] = []
         for chunk in _chunks(list(inputs), BATCH_LIMIT):
             body = {"inputs": list(chunk)}
             response = self._call(partial(self.api.crm.objects.batch_api.update,
-                object_type, batch_input_simple_public_object_batch_input=body))
+                object_type, batch_input_simple_public_object_batch_input=body), rate_limits_only=True)
             results += _results_or_errors(response)
         return results
 

@@ -277,11 +277,14 @@ class SalesforceClient:
         return results
 
     def update(self, sobject: str, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Update records. Not retried in place: sent again after a backoff, the values would be older than
+        what a person may have written meanwhile (the collection update has no condition); the caller syncs
+        the records again from a fresh read instead."""
         results: list[dict[str, Any]] = []
         for chunk in _chunks(list(records), COLLECTION_LIMIT):
             body = {"allOrNone": False,
                     "records": [{"attributes": {"type": sobject}, **record} for record in chunk]}
-            results += self._rest("composite/sobjects", "PATCH", json=body)
+            results += self._rest("composite/sobjects", "PATCH", retry=False, json=body)
         return results
 
     def delete(self, ids: Sequence[str]) -> list[dict[str, Any]]:
