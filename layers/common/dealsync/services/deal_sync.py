@@ -52,6 +52,7 @@ from dealsync.services.records import (
     opportunities_changed_since_read,
     opportunity_select,
     pending_writes,
+    role_changed_at,
     salesforce_snapshot,
     split,
     update_rollup_projection,
@@ -687,7 +688,9 @@ class DealSync:
         self._agree_pending_contacts(ready)
         diffs = {plan.deal_id: contact_diff(plan.contacts, split(plan.shadow.get(CONTACTS_KEY))
                                             if plan.link is not None else ()) for plan in ready}
-        hubspot_ids = sorted({cid for diff in diffs.values() for cid in diff.added | diff.removed})
+        timed = {plan.deal_id: set(self._contacts_changed_at.get(plan.deal_id, {})) for plan in ready}
+        hubspot_ids = sorted({cid for diff in diffs.values() for cid in diff.added | diff.removed}
+                             | {cid for ids in timed.values() for cid in ids})
         contact_links = self.store.links.get_many(LinkKind.CONTACT, Side.HUBSPOT, hubspot_ids)
         salesforce_of = {cid: link.salesforce_id for cid, link in contact_links.items() if link.is_active}
         creates: list[tuple[_Plan, str, dict[str, Any]]] = []
@@ -722,6 +725,21 @@ class DealSync:
                     unremoved.setdefault(plan.deal_id, set()).add(hubspot_id)
                     continue
                 deletes += [(plan, role_id, hubspot_id) for role_id in roles_to_delete(roles, [salesforce_id])]
+            # Unchanged in HubSpot against the shadow, but set again there (A → B → A) after Salesforce changed.
+            for hubspot_id in sorted(timed[plan.deal_id] - diff.added - diff.removed):
+                salesforce_id = salesforce_of.get(hubspot_id)
+                if salesforce_id is None or plan.link is None:
+                    continue
+                on_deal = hubspot_id in diff.kept
+                if on_deal == (salesforce_id in has_role):
+                    continue  # Salesforce agrees
+                if not self._set_again_in_hubspot(plan, salesforce_id, hubspot_id, deleted=on_deal):
+                    continue
+                if on_deal:
+                    creates.append((plan, hubspot_id, {"OpportunityId": plan.opportunity_id,
+                                                       "ContactId": salesforce_id}))
+                else:
+                    deletes += [(plan, role_id, hubspot_id) for role_id in roles_to_delete(roles, [salesforce_id])]
         if creates or deletes or undo or redo:
             logger.debug("contact roles written", extra={
                 "roles_added": [(plan.deal_id, hubspot_id) for plan, hubspot_id, _ in creates],
@@ -778,18 +796,29 @@ class DealSync:
         if hubspot_at is None or plan.opportunity is None or plan.link is None:
             return False
         not_before = max(hubspot_at, plan.link.last_synced_at) if deleted and plan.link.last_synced_at else hubspot_at
-        integration = self.context.integration_user_id()
-        rows = (plan.opportunity.get("OpportunityContactRoles") or {}).get("records") or []
-        stamp = "SystemModstamp" if deleted else "CreatedDate"
-        moments = [parse_datetime(row[stamp]) for row in rows
-                   if str(row.get("ContactId")) == salesforce_id and bool(row.get("IsDeleted")) is deleted
-                   and row.get(stamp) and (deleted or not integration or not row.get("CreatedById")
-                                           or sf_id_18(str(row["CreatedById"])) != sf_id_18(integration))]
-        later = bool(moments) and max(moments) > not_before
+        salesforce_at = role_changed_at(plan.opportunity, salesforce_id, deleted=deleted,
+                                        integration_user_id=self.context.integration_user_id())
+        later = salesforce_at is not None and salesforce_at > not_before
         if later:
             logger.info("contact role changed in Salesforce after HubSpot's change: Salesforce's is the later",
                         extra={"deal_id": plan.deal_id, "contact_id": hubspot_id, "removed": deleted})
         return later
+
+    def _set_again_in_hubspot(self, plan: _Plan, salesforce_id: str, hubspot_id: str, *, deleted: bool) -> bool:
+        """Whether a person set the agreed association again in HubSpot (A → B → A: its webhook's time) after
+        a person changed the role in Salesforce: ``deleted`` — after the role was deleted (the deal has the
+        contact, as agreed); else after the role was created (the deal lacks it, as agreed). HubSpot's is the
+        later change. Without either time: no (the Salesforce → HubSpot direction brings Salesforce's)."""
+        hubspot_at = self._contacts_changed_at.get(plan.deal_id, {}).get(hubspot_id)
+        if hubspot_at is None or plan.opportunity is None or plan.link is None:
+            return False
+        salesforce_at = role_changed_at(plan.opportunity, salesforce_id, deleted=deleted,
+                                        integration_user_id=self.context.integration_user_id())
+        again = salesforce_at is not None and hubspot_at > salesforce_at
+        if again:
+            logger.info("contact set again in HubSpot after the role changed in Salesforce: HubSpot's is the later",
+                        extra={"deal_id": plan.deal_id, "contact_id": hubspot_id, "on_deal": deleted})
+        return again
 
     def _write_hubspot(self, plans: Sequence[_Plan]) -> None:
         """What HubSpot needs back: the new opportunity's id, and resets (e.g. an unmatched owner)."""

@@ -180,6 +180,21 @@ def hubspot_snapshot(deal: Mapping[str, Any] | None, own_app_id: str | None = No
                         field_changed_at=field_changed_at, copied_fields=frozenset(copied), last_copies=last_copies)
 
 
+def role_changed_at(record: Mapping[str, Any], contact_id: str, *, deleted: bool,
+                    integration_user_id: str | None) -> datetime | None:
+    """When a person last changed the opportunity's role of this Salesforce contact, by its rows as read with
+    queryAll: ``deleted`` — when its role was deleted (SystemModstamp of the deleted row); else when its live
+    role was created (CreatedDate), unless dealsync created it. None: not known."""
+    integration = sf_id_18(integration_user_id) if integration_user_id else None
+    stamp = "SystemModstamp" if deleted else "CreatedDate"
+    rows = (record.get("OpportunityContactRoles") or {}).get("records") or []
+    moments = [parse_datetime(row[stamp]) for row in rows
+               if str(row.get("ContactId")) == contact_id and bool(row.get("IsDeleted")) is deleted and row.get(stamp)
+               and (deleted or not integration or not row.get("CreatedById")
+                    or sf_id_18(str(row["CreatedById"])) != integration)]
+    return max(moments) if moments else None
+
+
 def contact_roles(record: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The opportunity's live contact roles (it is read with queryAll, which returns deleted ones too)."""
     roles = (record.get("OpportunityContactRoles") or {}).get("records") or []
