@@ -663,23 +663,32 @@ def test_a_deal_a_person_changed_after_the_sync_read_it_is_not_written_back_with
     assert (sync_world.salesforce.get("Opportunity", opportunity_id) or {}).get("Amount") == 1234
 
 
+def _off_and_on_again(world: SyncWorld, deal_id: str, contact_id: str, *, on: bool) -> None:
+    """A person changes the contact's association and changes it back (it ends ``on`` the deal or not);
+    the webhooks are late: the deal's sync is run here with their time."""
+    person = world.hubspot.person_source
+    with world.hubspot_unheard() as store:
+        for associate in (not on, on):
+            if associate:
+                store.associate(DEALS, int(deal_id), CONTACTS, int(contact_id), None, person)
+            else:
+                store.dissociate(DEALS, int(deal_id), CONTACTS, int(contact_id), None, person)
+    report = sync_deals(world.context, [deal_id], associations_for=[deal_id], source="test",
+                        contacts_changed_at={deal_id: {contact_id: datetime.now(UTC)}})
+    assert not report.retry
+
+
 def test_a_contact_set_again_in_hubspot_after_its_role_changed_in_salesforce_reaches_salesforce(
         sync_world: SyncWorld, hubspot_contacts: list[str]) -> None:
     first, second = hubspot_contacts
     deal_id, opportunity_id = _paired_deal(sync_world, "Contact set again", [first])
-    person = sync_world.hubspot.person_source
     # Salesforce: a person adds the second contact's role. HubSpot, later: a person adds the second contact
     # and takes it off again — the deal is as agreed, and HubSpot's is the later change.
     with sync_world.salesforce_unheard():
         sync_world.salesforce.create("OpportunityContactRole", {"OpportunityId": opportunity_id,
                                                                 "ContactId": sync_world.contact_ids[1]})
     time.sleep(1.1)  # Salesforce keeps times to the second: what follows is plainly later
-    with sync_world.hubspot_unheard() as store:
-        store.associate(DEALS, int(deal_id), CONTACTS, int(second), None, person)
-        store.dissociate(DEALS, int(deal_id), CONTACTS, int(second), None, person)
-    report = sync_deals(sync_world.context, [deal_id], associations_for=[deal_id], source="test",
-                        contacts_changed_at={deal_id: {second: datetime.now(UTC)}})
-    assert not report.retry
+    _off_and_on_again(sync_world, deal_id, second, on=False)
     assert _role_ids(sync_world, opportunity_id, sync_world.contact_ids[1]) == []
     # The other way: Salesforce deletes the first contact's role; HubSpot later takes the contact off the
     # deal and puts it back. The role comes back.
@@ -687,12 +696,7 @@ def test_a_contact_set_again_in_hubspot_after_its_role_changed_in_salesforce_rea
         for role_id in _role_ids(sync_world, opportunity_id, sync_world.contact_ids[0]):
             sync_world.salesforce.delete("OpportunityContactRole", role_id)
     time.sleep(1.1)
-    with sync_world.hubspot_unheard() as store:
-        store.dissociate(DEALS, int(deal_id), CONTACTS, int(first), None, person)
-        store.associate(DEALS, int(deal_id), CONTACTS, int(first), None, person)
-    report = sync_deals(sync_world.context, [deal_id], associations_for=[deal_id], source="test",
-                        contacts_changed_at={deal_id: {first: datetime.now(UTC)}})
-    assert not report.retry
+    _off_and_on_again(sync_world, deal_id, first, on=True)
     assert len(_role_ids(sync_world, opportunity_id, sync_world.contact_ids[0])) == 1
     sync_world.settle()
     assert _role_contacts(sync_world, opportunity_id) == {sync_world.contact_ids[0]}
