@@ -396,3 +396,19 @@ def test_lifecycle_stages_are_noted_newest_first_without_touching_written_values
     assert rollups.note_lifecycle_stages({"003L": ("777", "customer", 50)}) == 1
     assert rollups.written_values(["003L"])["003L"] == {
         "hubspot_id": "777", "properties": {}, "lifecyclestage": "customer", STAGE_SEEN_AT: 50}
+
+
+def test_association_times_keep_a_persons_latest_change_of_each_association(store: SyncStore) -> None:
+    times = store.association_times
+    times.note("9001", "company", 2_000)
+    times.note("9001", "company", 1_000)  # an older webhook, late: not kept
+    times.note("9001", "501", 3_000)
+    times.note("9001", "501", 4_000)
+    times.note("9002", "502", 5_000)
+    found = times.for_deals(["9001", "9002", "9003"])
+    moment = datetime(1970, 1, 1, tzinfo=UTC)
+    assert set(found) == {"9001", "9002"}  # 9003 has none
+    assert found["9001"].company == moment + timedelta(milliseconds=2_000)
+    assert dict(found["9001"].contacts) == {"501": moment + timedelta(milliseconds=4_000)}
+    assert found["9002"].company is None
+    assert dict(found["9002"].contacts) == {"502": moment + timedelta(milliseconds=5_000)}

@@ -57,7 +57,7 @@ EXPECTED: dict[str, Role] = {
     # contact rollups are queued for the rollup worker.
     "SfChangeFunction": Role(
         tables=frozenset({"SyncTable"}),
-        sends_to=frozenset({"SalesforceChangesQueue", "ImportQueue", "RollupQueue"}),
+        sends_to=frozenset({"SalesforceChangesQueue", "ImportQueue", "RollupQueue", "HubSpotChangesQueue"}),
         consumes="SalesforceChangesQueue"),
     # Syncs deals into Salesforce; queues contact rollups.
     # It queues contact rollups, and a deal to resync (on its own queue) when it merged a restored deal into it.

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -701,3 +701,16 @@ def test_a_contact_set_again_in_hubspot_after_its_role_changed_in_salesforce_rea
     sync_world.settle()
     assert _role_contacts(sync_world, opportunity_id) == {sync_world.contact_ids[0]}
     assert sync_world.associations(deal_id, "contacts") == {first}
+
+
+def test_the_hubspot_worker_notes_when_a_person_changed_a_deals_associations(
+        sync_world: SyncWorld, hubspot_contacts: list[str]) -> None:
+    first, second = hubspot_contacts
+    deal_id, _ = _paired_deal(sync_world, "Association times", [first])
+    before = datetime.now(UTC)
+    sync_world.person_hubspot.associations_create("deals", "contacts", [(deal_id, second, DEAL_TO_CONTACT)])
+    sync_world.settle()
+    times = sync_world.context.store.association_times.for_deals([deal_id])[deal_id]
+    assert set(times.contacts) == {first, second}  # the person made the deal with the first one
+    assert before - timedelta(seconds=1) <= times.contacts[second] <= datetime.now(UTC)
+    assert times.contacts[first] < before and times.company is not None and times.company < before

@@ -4,6 +4,7 @@ the real sf_change worker from the queue, and HubSpot is read back through the r
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -13,7 +14,7 @@ from dealsync.models.domain import ErrorCategory, LinkKind, LinkStatus
 from dealsync.services.contacts import link_contacts
 from dealsync.services.deal_sync import sync_deals
 from dealsync.services.opportunity_sync import SyncReport, sync_opportunities
-from dealsync_local.hubspot.common import CONTACTS, DEALS
+from dealsync_local.hubspot.common import COMPANIES, CONTACTS, DEALS
 from tests.sync.conftest import SyncWorld
 
 pytestmark = pytest.mark.e2e
@@ -263,6 +264,64 @@ def test_a_pair_made_again_reads_the_opportunity_again_before_adding_its_contact
     assert sync_world.associations(deal_id, "contacts") == {first}
     relinked = links.get_by_salesforce_id(LinkKind.OPPORTUNITY, opportunity_id)
     assert relinked is not None and relinked.is_active and relinked.hubspot_id == deal_id
+
+
+def test_a_contact_a_person_set_again_in_hubspot_after_the_role_was_deleted_stays_and_returns_to_salesforce(
+        sync_world: SyncWorld) -> None:
+    opportunity_id, deal_id = _paired_opportunity(sync_world, "Acme Corp - Contact back in HubSpot")
+    contact_id = sync_world.contact_ids[1]
+    hubspot_id = link_contacts(sync_world.context, [contact_id])[contact_id]
+    # A person deletes the second contact's role (its sync runs below); later, in HubSpot, a person takes the
+    # contact off the deal and puts it back: its webhooks reached the HubSpot worker (which noted when) but
+    # not the deal's sync yet.
+    with sync_world.salesforce_unheard():
+        role = sync_world.salesforce.soql(f"SELECT Id FROM OpportunityContactRole WHERE OpportunityId = "
+                                          f"'{opportunity_id}' AND ContactId = '{contact_id}'")[0]
+        sync_world.salesforce.delete("OpportunityContactRole", str(role["Id"]))
+    time.sleep(1.1)  # Salesforce keeps times to the second: what follows is plainly later
+    person = sync_world.hubspot.person_source
+    with sync_world.hubspot_unheard() as store:
+        store.dissociate(DEALS, int(deal_id), CONTACTS, int(hubspot_id), None, person)
+        store.associate(DEALS, int(deal_id), CONTACTS, int(hubspot_id), None, person)
+    sync_world.context.store.association_times.note(deal_id, hubspot_id, int(time.time() * 1000))
+    report = sync_opportunities(sync_world.context, [opportunity_id], source="test")
+    # HubSpot's is the later change: the deal keeps the contact, and the HubSpot side brings it to Salesforce.
+    assert report.hubspot_later == [deal_id] and not report.retry
+    assert hubspot_id in sync_world.associations(deal_id, "contacts")
+    sync_world.settle()
+    assert hubspot_id in sync_world.associations(deal_id, "contacts")
+    roles = sync_world.salesforce.soql(f"SELECT ContactId FROM OpportunityContactRole WHERE OpportunityId = "
+                                       f"'{opportunity_id}'")
+    assert contact_id in {str(row["ContactId"]) for row in roles}
+
+
+def test_a_company_a_person_set_again_in_hubspot_after_the_account_changed_stays_and_returns_to_salesforce(
+        sync_world: SyncWorld) -> None:
+    other_account = sync_world.salesforce.create("Account", {"Name": "Initech"})
+    other_company = str(sync_world.hubspot.load(
+        {"companies": [{"name": "Initech", "salesforce_account_id": other_account}]})["companies"][0])
+    sync_world.context.store.links.create(LinkKind.ACCOUNT, other_account, other_company)
+    opportunity_id, deal_id = _paired_opportunity(sync_world, "Acme Corp - Company back in HubSpot")
+    # A person moves the opportunity to Initech (its sync runs below); later, in HubSpot, a person moves the
+    # deal to Initech and back to Acme: the webhooks reached the HubSpot worker, not the deal's sync yet.
+    with sync_world.salesforce_unheard():
+        sync_world.salesforce.update("Opportunity", opportunity_id, {"AccountId": other_account})
+    time.sleep(1.1)
+    person = sync_world.hubspot.person_source
+    spec = [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 5}]
+    with sync_world.hubspot_unheard() as store:
+        acme = sync_world.company_id
+        for old_company, new_company in ((acme, other_company), (other_company, acme)):
+            store.dissociate(DEALS, int(deal_id), COMPANIES, int(old_company), None, person)
+            store.associate(DEALS, int(deal_id), COMPANIES, int(new_company), spec, person)
+    sync_world.context.store.association_times.note(deal_id, "company", int(time.time() * 1000))
+    report = sync_opportunities(sync_world.context, [opportunity_id], source="test")
+    assert report.hubspot_later == [deal_id] and not report.retry
+    assert sync_world.associations(deal_id, "companies") == {sync_world.company_id}
+    sync_world.settle()
+    assert sync_world.associations(deal_id, "companies") == {sync_world.company_id}
+    opportunity = sync_world.salesforce.get("Opportunity", opportunity_id)
+    assert opportunity is not None and opportunity["AccountId"] == sync_world.account_id
 
 
 def test_own_writes_do_not_echo_back_to_salesforce(sync_world: SyncWorld) -> None:

@@ -35,6 +35,7 @@ from dealsync.queues import send_messages
 from dealsync.services.context import SyncContext
 from dealsync.services.opportunity_sync import SyncReport
 from dealsync.services.records import (
+    ACCOUNT_FIELD,
     COMPANY_KEY,
     CONTACTS_KEY,
     DEAL_ID_FIELD,
@@ -60,7 +61,6 @@ from dealsync.services.records import (
 from dealsync.store import StaleShadowError
 from dealsync.store.dynamo import now_utc
 
-ACCOUNT_FIELD = "AccountId"
 ROLLUP_FIELDS = frozenset({"Amount", "StageName", "CloseDate"})  # what the contact rollups read
 ROLE_OBJECT = "OpportunityContactRole"
 DEAL_RECORD_TYPE = "Deal"  # errors about a deal that has no opportunity (yet)

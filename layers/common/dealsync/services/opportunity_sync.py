@@ -23,18 +23,22 @@ from dealsync.faultpoints import OPPORTUNITY_SYNC_AFTER_HUBSPOT_WRITE, reach
 from dealsync.mapping.fields import FieldSpec, hubspot_properties_to_read
 from dealsync.mapping.rules import RecordDecision, decide_record
 from dealsync.mapping.stages import StageMap
-from dealsync.mapping.values import parse_datetime
+from dealsync.mapping.values import parse_datetime, sf_id_18
 from dealsync.models.domain import ErrorCategory, Link, LinkKind, LinkStatus, ShadowValue, Side
+from dealsync.models.events import deal_resync_messages
 from dealsync.observability import logger, metrics
+from dealsync.queues import send_messages
 from dealsync.services.contacts import link_contacts
 from dealsync.services.context import SyncContext
 from dealsync.services.pipelines import provision_pipelines
 from dealsync.services.records import (
+    ACCOUNT_FIELD,
     COMPANY_KEY,
     CONTACTS_KEY,
     DEAL_ID_FIELD,
     DEAL_TO_CONTACT,
     DEAL_TO_PRIMARY_COMPANY,
+    HISTORY_FIELD_NAMES,
     UNIQUE_PROPERTY,
     Claim,
     claim_pairs,
@@ -48,6 +52,7 @@ from dealsync.services.records import (
     pending_writes,
     record_sync_errors,
     record_sync_errors_batch,
+    role_changed_at,
     rollup_projection_by_record,
     salesforce_snapshot,
     split,
@@ -81,6 +86,9 @@ class SyncReport:
     # and the contacts whose rollups each opportunity affected, recomputed once when the job ends.
     writeback: dict[str, str] = field(default_factory=dict)
     rollup_contacts: dict[str, set[str]] = field(default_factory=dict)
+    # Deals with an association a person changed in HubSpot after Salesforce's change: left as they are,
+    # and synced to Salesforce by the other direction (asked for once the pair is saved).
+    hubspot_later: list[str] = field(default_factory=list)
 
     def error(self, record_id: str, message: str) -> None:
         self.errors.setdefault(record_id, []).append(message)
@@ -99,6 +107,10 @@ class _Plan:
     company: str | None = None  # HubSpot company id wanted
     errors: list[tuple[ErrorCategory, str]] = field(default_factory=list)
     deal_id: str | None = None
+    contact_sources: dict[str, str] = field(default_factory=dict)  # HubSpot contact id -> Salesforce contact id
+    # Associations a person changed in HubSpot after Salesforce did: not written to the deal.
+    held_contacts: set[str] = field(default_factory=set)
+    company_held: bool = False
 
     @property
     def opportunity_id(self) -> str:
@@ -201,6 +213,7 @@ class OpportunitySync:
         plans = self._plan(live, records, links, deals, specs, stages, changed_at, report)
         self._link_associations(plans)
         if not importing:  # an import's records are its enumeration's; its writes never reach Salesforce fields
+            self._hold_later_hubspot_changes(plans, report)
             plans = self._unchanged_since_read(plans, specs, report)
         plans = self._write_ahead(plans, specs, report)
         self._write_deals(plans, report)
@@ -221,6 +234,7 @@ class OpportunitySync:
         self._save_links(plans, report)
         self._record_errors(plans, report)
         self._update_rollups(plans, report.deleted)
+        self._hand_over_to_hubspot_side(report)
 
     def _not_being_paired(self, ids: Sequence[str], records: Mapping[str, dict[str, Any]],
                           links: Mapping[str, Link], report: SyncReport) -> list[str]:
@@ -385,7 +399,8 @@ class OpportunitySync:
         account_links = self.store.links.get_many(LinkKind.ACCOUNT, Side.SALESFORCE, account_ids)
         for plan in plans:
             wanted = contact_role_ids(plan.opportunity)
-            plan.contacts = sorted(contact_links[cid] for cid in wanted if cid in contact_links)
+            plan.contact_sources = {contact_links[cid]: cid for cid in wanted if cid in contact_links}
+            plan.contacts = sorted(plan.contact_sources)
             account_id = plan.opportunity.get("AccountId")
             if not account_id or not company_sync:
                 plan.company = None
@@ -398,6 +413,58 @@ class OpportunitySync:
                 plan.errors.append((ErrorCategory.WAITING_FOR_ACCOUNT,
                                     f"account {account_id} is not in HubSpot yet; the deal syncs without its company "
                                     "and is associated when the account syncs"))
+
+    def _hold_later_hubspot_changes(self, plans: Sequence[_Plan], report: SyncReport) -> None:
+        """Associations this sync would change on a deal that a person changed in HubSpot after Salesforce's
+        change (the webhooks' time, kept by the HubSpot changes worker, against the role's CreatedDate or the
+        deleted role's SystemModstamp, and the account's time in field history): HubSpot's is the later
+        change, so the deal keeps it. The pair's shadow still takes Salesforce's state, and the HubSpot side
+        is synced next (``_hand_over_to_hubspot_side``): it sees HubSpot's change and brings it to Salesforce."""
+        changing = [plan for plan in plans if plan.deal_id and _changes_associations(plan)]
+        times = self.store.association_times.for_deals([str(plan.deal_id) for plan in changing]) if changing else {}
+        timed = [plan for plan in changing if str(plan.deal_id) in times]
+        if not timed:
+            return
+        integration_user_id = self.context.integration_user_id()
+        removed = {cid for plan in timed for cid in _agreed_contacts(plan) - set(plan.contacts)}
+        removed_sources = {cid: link.salesforce_id for cid, link in self.store.links.get_many(
+            LinkKind.CONTACT, Side.HUBSPOT, sorted(removed)).items()}
+        accounts_moved = [plan for plan in timed if times[str(plan.deal_id)].company and _company_changes(plan)]
+        history = self.salesforce.field_history([plan.opportunity_id for plan in accounts_moved]) \
+            if accounts_moved else {}
+        for plan in timed:
+            deal_times = times[str(plan.deal_id)]
+            before, wanted = _agreed_contacts(plan), set(plan.contacts)
+            for contact_id in sorted(before ^ wanted):
+                hubspot_at = deal_times.contacts.get(contact_id)
+                added = contact_id in wanted
+                salesforce_id = plan.contact_sources.get(contact_id) if added else removed_sources.get(contact_id)
+                if hubspot_at is None or salesforce_id is None:
+                    continue
+                salesforce_at = role_changed_at(plan.opportunity, salesforce_id, deleted=not added,
+                                                integration_user_id=integration_user_id)
+                if salesforce_at is not None and hubspot_at > salesforce_at:
+                    plan.held_contacts.add(contact_id)
+            if plan in accounts_moved and deal_times.company is not None:
+                salesforce_at = _account_changed_at(plan, history.get(plan.opportunity_id, {}), integration_user_id)
+                plan.company_held = salesforce_at is not None and deal_times.company > salesforce_at
+            if plan.held_contacts or plan.company_held:
+                report.hubspot_later.append(str(plan.deal_id))
+                logger.info("association changed in HubSpot after Salesforce's change: left to the HubSpot side",
+                            extra={"opportunity_id": plan.opportunity_id, "deal_id": plan.deal_id,
+                                   "contacts": sorted(plan.held_contacts), "company": plan.company_held})
+
+    def _hand_over_to_hubspot_side(self, report: SyncReport) -> None:
+        """The deals whose later HubSpot associations this sync left alone, once their pair is saved with
+        Salesforce's state: re-read by the HubSpot → Salesforce worker, which sees HubSpot's change."""
+        deal_ids = [deal_id for opportunity_id, deal_id in report.deal_ids.items()
+                    if deal_id in report.hubspot_later and opportunity_id not in report.retry]
+        if not deal_ids:
+            return
+        hubspot = self.context.credentials.hubspot
+        bodies = [message.model_dump_json() for message in deal_resync_messages(
+            deal_ids, portal_id=hubspot.portal_id, app_id=hubspot.app_id, now=now_utc())]
+        send_messages(self.context.queues["hubspot"], bodies)
 
     # --- writes -------------------------------------------------------------------------------------
     def _write_deals(self, plans: Sequence[_Plan], report: SyncReport) -> None:
@@ -480,12 +547,12 @@ class OpportunitySync:
         for plan in plans:
             if not plan.deal_id:
                 continue
-            before = split(plan.shadow.get(CONTACTS_KEY)) if plan.link else set()
-            wanted = set(plan.contacts)
-            create_contacts += [(plan.deal_id, cid, DEAL_TO_CONTACT) for cid in sorted(wanted - before)]
-            remove_contacts += [(plan.deal_id, cid) for cid in sorted(before - wanted)]
+            before, wanted = _agreed_contacts(plan), set(plan.contacts)
+            create_contacts += [(plan.deal_id, cid, DEAL_TO_CONTACT)
+                                for cid in sorted(wanted - before - plan.held_contacts)]
+            remove_contacts += [(plan.deal_id, cid) for cid in sorted(before - wanted - plan.held_contacts)]
             company_before = plan.shadow.get(COMPANY_KEY) if plan.link else None
-            if plan.company != company_before and not _waiting(plan):
+            if _company_changes(plan) and not plan.company_held:
                 if company_before:
                     remove_companies.append((plan.deal_id, company_before))
                 if plan.company:
@@ -606,14 +673,37 @@ class OpportunitySync:
             "salesforce_calls": self.salesforce.calls, "hubspot_calls": self.hubspot.calls})
 
 
+def _agreed_contacts(plan: _Plan) -> set[str]:
+    """The contacts the pair last agreed on (none for a pair not linked yet)."""
+    return split(plan.shadow.get(CONTACTS_KEY)) if plan.link else set()
+
+
+def _company_changes(plan: _Plan) -> bool:
+    company_before = plan.shadow.get(COMPANY_KEY) if plan.link else None
+    return plan.company != company_before and not _waiting(plan)
+
+
+def _account_changed_at(plan: _Plan, field_history: Mapping[str, tuple[str, str]],
+                        integration_user_id: str | None) -> datetime | None:
+    """When the opportunity's account last changed: its field history, else the record's stamp when a
+    person made the last change (None: not known)."""
+    row = field_history.get(HISTORY_FIELD_NAMES[ACCOUNT_FIELD])
+    if row is not None:
+        return parse_datetime(row[0])
+    modified_by = plan.opportunity.get("LastModifiedById")
+    if integration_user_id and modified_by and sf_id_18(str(modified_by)) == sf_id_18(integration_user_id):
+        return None
+    stamp = plan.opportunity.get("SystemModstamp")
+    return parse_datetime(stamp) if stamp else None
+
+
 def _changes_associations(plan: _Plan) -> bool:
     """Whether the plan changes an existing deal's associations (a deal it creates had none a person set)."""
     if plan.deal is None:
         return False
     if plan.link is None:  # paired again (e.g. undeleted): every contact and the company are added
         return bool(plan.contacts) or plan.company is not None
-    return joined(plan.contacts) != plan.shadow.get(CONTACTS_KEY) or (
-        plan.company != plan.shadow.get(COMPANY_KEY) and not _waiting(plan))
+    return joined(plan.contacts) != plan.shadow.get(CONTACTS_KEY) or _company_changes(plan)
 
 
 def _waiting(plan: _Plan) -> bool:

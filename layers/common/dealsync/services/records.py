@@ -23,6 +23,7 @@ from dealsync.store.errors import _key as error_key  # the error item layout has
 DEAL_ID_FIELD = "HubSpot_Deal_Id__c"  # the opportunity's external id: the deal it is linked to
 UNIQUE_PROPERTY = "salesforce_opportunity_id"  # the deal's unique property: its opportunity
 DEAL_TO_CONTACT = 3
+ACCOUNT_FIELD = "AccountId"  # the opportunity's account: the deal's primary company
 DEAL_TO_PRIMARY_COMPANY = 5
 CONTACTS_KEY = "assoc:contacts"  # shadow: the HubSpot contact ids both sides agreed on
 COMPANY_KEY = "assoc:company"  # shadow: the HubSpot company id of the primary association

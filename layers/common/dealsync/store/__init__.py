@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from dealsync.store.association_times import AssociationTimesStore
 from dealsync.store.config import ConfigStore, StoredConfig
 from dealsync.store.cursors import CursorStore
 from dealsync.store.dedupe import DedupeStore
@@ -42,6 +43,7 @@ class SyncStore:
         self.rollups = RollupStore(self.table)
         self.dedupe = DedupeStore(self.table)
         self.usage = UsageStore(self.table)
+        self.association_times = AssociationTimesStore(self.table)
 
     @classmethod
     def from_settings(cls) -> SyncStore:

@@ -1,0 +1,61 @@
+"""When a person last changed each of a deal's associations in HubSpot: the company, and each contact.
+
+HubSpot keeps no history of associations; its webhooks' occurredAt is the only time there is. The HubSpot
+changes worker notes it here as the webhooks arrive, so that the Salesforce → HubSpot direction can tell
+an association a person changed in HubSpot after Salesforce's change (which it must not overwrite) from
+one Salesforce changed last. One item per deal, a number per association, expiring after a week.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from dealsync.store.dynamo import DynamoTable, Key
+
+TTL_SECONDS = 7 * 24 * 3600
+COMPANY = "company"
+_PREFIX = "at_"
+
+
+@dataclass(frozen=True)
+class AssociationTimes:
+    """A deal's latest person changes in HubSpot: of its company association, and by contact id."""
+
+    company: datetime | None = None
+    contacts: Mapping[str, datetime] = field(default_factory=dict)
+
+
+def _key(deal_id: str) -> Key:
+    return {"pk": f"ASSOCTIMES#{deal_id}", "sk": "ASSOCTIMES"}
+
+
+def _moment(milliseconds: int) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=int(milliseconds))
+
+
+class AssociationTimesStore:
+    def __init__(self, table: DynamoTable) -> None:
+        self.table = table
+
+    def note(self, deal_id: str, target: str, occurred_ms: int) -> None:
+        """A person changed the deal's ``target`` association (``COMPANY`` or a contact id) at ``occurred_ms``;
+        kept unless a later time is there already (webhooks come duplicated and out of order)."""
+        self.table.update_if(
+            _key(deal_id), "SET #at = :at, expires_at = :expires", "attribute_not_exists(#at) OR #at < :at",
+            names={"#at": f"{_PREFIX}{target}"},
+            values={":at": int(occurred_ms), ":expires": int(time.time()) + TTL_SECONDS})
+
+    def for_deals(self, deal_ids: Iterable[str]) -> dict[str, AssociationTimes]:
+        """The deals that have any (one read per 100 deals)."""
+        items = self.table.batch_get([_key(deal_id) for deal_id in dict.fromkeys(deal_ids)], consistent=True)
+        found: dict[str, AssociationTimes] = {}
+        for item in items:
+            deal_id = str(item["pk"]).split("#", 1)[1]
+            times = {name.removeprefix(_PREFIX): _moment(value) for name, value in item.items()
+                     if name.startswith(_PREFIX)}
+            company = times.pop(COMPANY, None)
+            found[deal_id] = AssociationTimes(company=company, contacts=times)
+        return found
