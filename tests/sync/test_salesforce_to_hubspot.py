@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from dealsync import faultpoints
 from dealsync.models.domain import ErrorCategory, LinkKind, LinkStatus
 from dealsync.services.contacts import link_contacts
 from dealsync.services.deal_sync import sync_deals
@@ -322,6 +323,38 @@ def test_a_company_a_person_set_again_in_hubspot_after_the_account_changed_stays
     assert sync_world.associations(deal_id, "companies") == {sync_world.company_id}
     opportunity = sync_world.salesforce.get("Opportunity", opportunity_id)
     assert opportunity is not None and opportunity["AccountId"] == sync_world.account_id
+
+
+def test_a_worker_that_died_after_making_the_new_deal_leaves_it_to_get_every_association(
+        sync_world: SyncWorld) -> None:
+    opportunity_id, first_deal = _paired_opportunity(sync_world, "Acme Corp - New deal, worker died")
+    both = sync_world.associations(first_deal, "contacts")
+    # The deal is deleted in HubSpot (its deletion not processed yet) and the opportunity changes: its sync
+    # makes a new deal and dies right after, before telling Salesforce or saving any link.
+    with sync_world.hubspot_unheard() as store:
+        store.archive(DEALS, store.get(DEALS, first_deal), sync_world.hubspot.person_source)
+    with sync_world.salesforce_unheard():
+        sync_world.salesforce.update("Opportunity", opportunity_id, {"Amount": 52000})
+
+    def die(point: str) -> None:
+        faultpoints.install(None)
+        raise faultpoints.SimulatedCrash(f"test: worker killed at {point}")
+
+    faultpoints.install(die)
+    try:
+        with pytest.raises(faultpoints.SimulatedCrash):
+            sync_opportunities(sync_world.context, [opportunity_id], source="test")
+    finally:
+        faultpoints.install(None)
+    deal = sync_world.deal_for(opportunity_id)
+    assert deal is not None and str(deal["id"]) != first_deal
+    # The message comes again: the new deal, not the link's deleted one, is the pair's, with every association.
+    assert not sync_opportunities(sync_world.context, [opportunity_id], source="test").retry
+    new_deal = str(deal["id"])
+    assert sync_world.associations(new_deal, "contacts") == both
+    assert sync_world.associations(new_deal, "companies") == {sync_world.company_id}
+    link = sync_world.context.store.links.get_by_salesforce_id(LinkKind.OPPORTUNITY, opportunity_id)
+    assert link is not None and link.is_active and link.hubspot_id == new_deal
 
 
 def test_own_writes_do_not_echo_back_to_salesforce(sync_world: SyncWorld) -> None:

@@ -357,7 +357,10 @@ class OpportunitySync:
                 report.skipped.append(record_id)  # its deal sits in a pipeline that does not sync
                 continue
             deal = deals.get(record_id)
-            active = link if link is not None and link.status is LinkStatus.ACTIVE else None
+            # A deal other than the linked one (made by an earlier attempt after the linked deal was deleted in
+            # HubSpot) shares nothing with the link's shadow: the pair is new, every association goes to it.
+            active = link if link is not None and link.status is LinkStatus.ACTIVE and (
+                deal is None or str(deal["id"]) == link.hubspot_id) else None
             shadow = dict(active.shadow) if active is not None and deal is not None else None
             decision = decide_record(
                 specs, salesforce_snapshot(records[record_id], specs, changed_at.get(record_id), integration_user_id),
