@@ -714,3 +714,29 @@ def test_the_hubspot_worker_notes_when_a_person_changed_a_deals_associations(
     assert set(times.contacts) == {first, second}  # the person made the deal with the first one
     assert before - timedelta(seconds=1) <= times.contacts[second] <= datetime.now(UTC)
     assert times.contacts[first] < before and times.company is not None and times.company < before
+
+
+def test_a_property_change_after_an_unsaved_role_write_keeps_the_role(
+        sync_world: SyncWorld, hubspot_contacts: list[str]) -> None:
+    first, second = hubspot_contacts
+    deal_id, opportunity_id = _paired_deal(sync_world, "Unsaved role write", [first])
+    # A person adds the second contact in HubSpot; its sync claims the pair, makes the role and dies before
+    # saving the pair (its write-ahead names the contact set it was bringing to Salesforce).
+    links = sync_world.context.store.links
+    link = links.get_by_hubspot_id(LinkKind.OPPORTUNITY, deal_id)
+    assert link is not None
+    with sync_world.hubspot_unheard() as store:
+        store.associate(DEALS, int(deal_id), CONTACTS, int(second), None, sync_world.hubspot.person_source)
+    assert links.set_pending(link, {"hubspot": {}, "salesforce": {CONTACTS_KEY: joined([first, second])}})
+    with sync_world.salesforce_unheard():
+        sync_world.salesforce.create("OpportunityContactRole", {"OpportunityId": opportunity_id,
+                                                                "ContactId": sync_world.contact_ids[1]},
+                                     as_person=False)
+    # A property change's sync comes first: the role it finds is the pending write's, not one to remove.
+    with sync_world.hubspot_unheard() as store:
+        store.update(DEALS, store.get(DEALS, deal_id), {"amount": "4300"}, sync_world.hubspot.person_source)
+    assert not sync_deals(sync_world.context, [deal_id], associations_for=[], source="test").retry
+    assert _role_contacts(sync_world, opportunity_id) == set(sync_world.contact_ids)
+    saved = links.get_by_hubspot_id(LinkKind.OPPORTUNITY, deal_id)
+    assert saved is not None and split(saved.shadow.get(CONTACTS_KEY)) == {first, second}
+    assert sync_world.associations(deal_id, "contacts") == {first, second}

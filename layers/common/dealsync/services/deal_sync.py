@@ -161,6 +161,8 @@ class _Plan:
     company_applied: bool = True
     failed: bool = False  # the opportunity write failed: no shadow saved
     roles_changed: bool = False
+    # The link's write-ahead as read (a sync that did not save the pair), before this sync's own claim.
+    pending_read: dict[str, dict[str, ShadowValue]] | None = None
 
     @property
     def deal_id(self) -> str:
@@ -517,7 +519,8 @@ class DealSync:
             else:  # associations not named by any event: as both sides last agreed
                 contacts, company = split(shadow.get(CONTACTS_KEY)), _text(shadow.get(COMPANY_KEY))
             plan = _Plan(deal, active, opportunity, _NO_DECISION, shadow, contacts=contacts, company=company,
-                         opportunity_id=str(opportunity["Id"]) if opportunity is not None else None)
+                         opportunity_id=str(opportunity["Id"]) if opportunity is not None else None,
+                         pending_read=active.pending if active is not None else None)
             plan.decision = decide(plan)
             plans.append(plan)
         # Timestamps matter only when both sides changed a field, or one side may have set the agreed value
@@ -795,6 +798,8 @@ class DealSync:
         hubspot_at = self._contacts_changed_at.get(plan.deal_id, {}).get(hubspot_id)
         if hubspot_at is None or plan.opportunity is None or plan.link is None:
             return False
+        if deleted and CONTACTS_KEY in (plan.pending_read or {}).get(Side.SALESFORCE.value, {}):
+            return False  # a sync of this pair wrote roles and did not save it: the deletion may be its own
         not_before = max(hubspot_at, plan.link.last_synced_at) if deleted and plan.link.last_synced_at else hubspot_at
         salesforce_at = role_changed_at(plan.opportunity, salesforce_id, deleted=deleted,
                                         integration_user_id=self.context.integration_user_id())
@@ -933,11 +938,11 @@ def _candidate_opportunity(deal: Mapping[str, Any]) -> bool:
 
 
 def _associations_pending(link: Link) -> bool:
-    """The other direction's write-ahead says it may have changed the deal's associations (it died, or is
-    still running, before saving the pair): they are read, not taken from the shadow, or saving the shadow
-    would drop what that write did."""
-    written = (link.pending or {}).get(Side.HUBSPOT.value, {})
-    return CONTACTS_KEY in written or COMPANY_KEY in written
+    """A write-ahead says a sync may have changed the pair's associations (it died, or is still running,
+    before saving the pair): the other direction's on the deal, or this one's roles (whose pending contact
+    set may become the agreed one): the deal's associations are read, not taken from the shadow, or saving
+    the shadow would drop what that write did, or the roles would be diffed against a set the deal never had."""
+    return any(CONTACTS_KEY in written or COMPANY_KEY in written for written in (link.pending or {}).values())
 
 
 def sync_deals(context: SyncContext, deal_ids: Sequence[str], *, merges: Mapping[str, Sequence[str]] | None = None,
