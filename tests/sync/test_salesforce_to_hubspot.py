@@ -357,6 +357,43 @@ def test_a_worker_that_died_after_making_the_new_deal_leaves_it_to_get_every_ass
     assert link is not None and link.is_active and link.hubspot_id == new_deal
 
 
+def test_a_deal_restored_while_its_opportunity_syncs_is_not_overwritten_by_a_new_deals_values(
+        sync_world: SyncWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    opportunity_id, deal_id = _paired_opportunity(sync_world, "Acme Corp - Restored meanwhile")
+    person = sync_world.hubspot.person_source
+    # The deal is deleted in HubSpot (not processed yet) and the opportunity changes; its sync finds no deal.
+    with sync_world.hubspot_unheard() as store:
+        store.archive(DEALS, store.get(DEALS, deal_id), person)
+    with sync_world.salesforce_unheard():
+        sync_world.salesforce.update("Opportunity", opportunity_id, {"Description": "Changed in Salesforce"})
+
+    # Right after the sync read the deals, a person restores the deal and edits its amount.
+    hubspot = sync_world.context.hubspot
+    real_read = hubspot.batch_read
+    restored: list[bool] = []
+
+    def read_then_restore(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        deals = real_read(*args, **kwargs)
+        if not restored:
+            restored.append(True)
+            with sync_world.hubspot_unheard() as store:
+                store.restore(DEALS, deal_id, person)
+                store.update(DEALS, store.get(DEALS, deal_id), {"amount": "777"}, person)
+        return deals
+
+    monkeypatch.setattr(hubspot, "batch_read", read_then_restore)
+    report = sync_opportunities(sync_world.context, [opportunity_id], source="test")
+    monkeypatch.undo()
+    # Not created over the restored deal: read again.
+    assert opportunity_id in report.retry and opportunity_id not in report.created
+    deal = sync_world.deal_for(opportunity_id)
+    assert deal is not None and str(deal["id"]) == deal_id and deal["properties"]["amount"] == "777"
+    assert not sync_opportunities(sync_world.context, [opportunity_id], source="test").retry
+    deal = sync_world.deal_for(opportunity_id)
+    assert deal is not None and deal["properties"]["amount"] == "777"
+    assert deal["properties"]["description"] == "Changed in Salesforce"
+
+
 def test_own_writes_do_not_echo_back_to_salesforce(sync_world: SyncWorld) -> None:
     opportunity_id = _new_opportunity(sync_world, "Acme Corp - Echo check")
     sync_world.settle()

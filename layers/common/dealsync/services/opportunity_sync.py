@@ -216,7 +216,7 @@ class OpportunitySync:
             self._hold_later_hubspot_changes(plans, report)
             plans = self._unchanged_since_read(plans, specs, report)
         plans = self._write_ahead(plans, specs, report)
-        self._write_deals(plans, report)
+        self._write_deals(plans, report, adopt=importing)
         reach(OPPORTUNITY_SYNC_AFTER_HUBSPOT_WRITE)  # a no-op outside the soak (dealsync.faultpoints)
         self._write_salesforce(plans, report, defer_deal_ids=importing)
         self._write_associations(plans)
@@ -470,9 +470,13 @@ class OpportunitySync:
         send_messages(self.context.queues["hubspot"], bodies)
 
     # --- writes -------------------------------------------------------------------------------------
-    def _write_deals(self, plans: Sequence[_Plan], report: SyncReport) -> None:
-        inputs: list[dict[str, Any]] = []
-        writing: list[_Plan] = []
+    def _write_deals(self, plans: Sequence[_Plan], report: SyncReport, *, adopt: bool = False) -> None:
+        """Deals written: the ones read are upserted on the opportunity id. The ones not found are created
+        (``adopt``, for an import: upserted too, so a deal that exists already is adopted): an upsert would
+        overwrite, with every value, a deal that appeared meanwhile (one restored in HubSpot a moment ago)
+        and the edits a person made to it; a create refuses it (409), and the record is read again."""
+        new: list[tuple[_Plan, dict[str, Any]]] = []
+        known: list[tuple[_Plan, dict[str, Any]]] = []
         for plan in plans:
             properties = dict(plan.decision.hubspot_properties)
             if plan.deal is None and any(category in (ErrorCategory.PIPELINE_LIMIT, ErrorCategory.UNMAPPED_STAGE)
@@ -482,22 +486,32 @@ class OpportunitySync:
                 continue  # unchanged: not written
             # Always sent, so every result names its opportunity (results come in no promised order).
             properties[UNIQUE_PROPERTY] = plan.opportunity_id
-            inputs.append({"id": plan.opportunity_id, "properties": properties})
-            writing.append(plan)
-        if not inputs:
-            return
-        results = self.hubspot.batch_upsert("deals", UNIQUE_PROPERTY, inputs)
+            (new if plan.deal is None and not adopt else known).append((plan, properties))
+        results: list[dict[str, Any]] = []
+        if known:
+            results += self.hubspot.batch_upsert("deals", UNIQUE_PROPERTY, [
+                {"id": plan.opportunity_id, "properties": properties} for plan, properties in known])
+        if new:
+            try:
+                results += self.hubspot.batch_create("deals", [
+                    {"properties": properties, "objectWriteTraceId": plan.opportunity_id} for plan, properties in new])
+            except PermanentCrmError as error:  # refused whole (HubSpot answers 207 with the trace ids)
+                results += [{"error": {"message": error.message, "category": error.code or "",
+                                       "context": {"objectWriteTraceId": [plan.opportunity_id]}}} for plan, _ in new]
         by_opportunity = {str(r.get("properties", {}).get(UNIQUE_PROPERTY)): r for r in results if "error" not in r}
         failures = [r["error"] for r in results if "error" in r]
-        for plan in writing:
+        for plan, _ in [*known, *new]:
             result = by_opportunity.get(plan.opportunity_id)
-            if result is None:
-                message = _hubspot_failure_for(plan.opportunity_id, failures)
-                plan.errors.append((ErrorCategory.HUBSPOT_VALIDATION, message))
-                plan.deal_id = None if plan.deal is None else plan.deal_id
+            if result is not None:
+                plan.deal_id = str(result["id"])
+                (report.created if plan.deal is None else report.updated).append(plan.opportunity_id)
                 continue
-            plan.deal_id = str(result["id"])
-            (report.created if plan.deal is None else report.updated).append(plan.opportunity_id)
+            failure = _hubspot_failure_of(plan.opportunity_id, failures)
+            if plan.deal is None and failure is not None and failure.get("category") == "CONFLICT":
+                report.retry[plan.opportunity_id] = "its deal appeared in HubSpot meanwhile: read again"
+                continue
+            plan.errors.append((ErrorCategory.HUBSPOT_VALIDATION, _hubspot_failure_for(plan.opportunity_id, failures)))
+            plan.deal_id = None if plan.deal is None else plan.deal_id
 
     def _write_salesforce(self, plans: Sequence[_Plan], report: SyncReport, *, defer_deal_ids: bool = False) -> None:
         updates: list[dict[str, Any]] = []
@@ -711,6 +725,10 @@ def _changes_associations(plan: _Plan) -> bool:
 
 def _waiting(plan: _Plan) -> bool:
     return any(category is ErrorCategory.WAITING_FOR_ACCOUNT for category, _ in plan.errors)
+
+
+def _hubspot_failure_of(opportunity_id: str, failures: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    return next((failure for failure in failures if opportunity_id in str(failure.get("context", ""))), None)
 
 
 def _hubspot_failure_for(opportunity_id: str, failures: Sequence[Mapping[str, Any]]) -> str:
