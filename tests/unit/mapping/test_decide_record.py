@@ -589,3 +589,16 @@ def test_a_record_type_a_person_changed_after_dealsync_copied_the_stage_is_their
                           copied_at={"StageName": EARLY, "RecordTypeId": EARLY})
     decision = decide_record(SPECS, copied, hubspot, shadow, stages=MULTI, owners=OWNERS, origin=Side.HUBSPOT)
     assert decision.salesforce_fields == {"StageName": "Renewal Due", "RecordTypeId": RT_RENEWAL}
+
+
+def test_a_salesforce_stage_dealsync_copied_earlier_loses_to_a_later_hubspot_stage() -> None:
+    # dealsync copied Salesforce's stage (EARLY, stage "a1" of the sales pipeline); a person then moved the
+    # deal to the renewal pipeline (MIDDLE); the opportunity's stamp is LATE only because another field
+    # changed. No shadow yet (the pair's first link): Salesforce's stage is no newer than the copy.
+    salesforce = SideSnapshot(sf_record(RecordTypeId=RT_SALES, StageName="Prospecting"), changed_at=LATE)
+    hubspot = SideSnapshot(hs_properties(pipeline="p-renewal", dealstage="b1"), changed_at=MIDDLE,
+                           field_changed_at={"pipeline": MIDDLE, "dealstage": MIDDLE},
+                           last_copies={"dealstage": ("a1", EARLY)})
+    decision = decide_record(SPECS, salesforce, hubspot, None, stages=MULTI, owners=OWNERS)
+    assert decision.salesforce_fields.get("StageName") == "Renewal Due"
+    assert decision.salesforce_fields.get("RecordTypeId") == RT_RENEWAL

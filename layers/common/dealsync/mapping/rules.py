@@ -349,17 +349,33 @@ class _RecordContext:
         changed_at = _utc(self.salesforce.changed_at_for(spec.salesforce_fields))
         if self.salesforce_field_times(spec):
             return changed_at
-        copy = self.hubspot.last_copies.get(spec.hubspot_property) if spec.kind is not ValueKind.STAGE else None
+        copy = self.hubspot.last_copies.get(spec.hubspot_property)
         if copy is None or isinstance(salesforce, Unconvertible):
             return changed_at
         raw, copied_at = copy
-        copied_value, _ = self.canonical_hubspot(spec, raw, salesforce)
+        if spec.kind is ValueKind.STAGE:
+            copied_value = self.copied_stage(raw)
+        else:
+            copied_value, _ = self.canonical_hubspot(spec, raw, salesforce)
         if copied_value != salesforce:
             return changed_at
         copied_at_utc = _utc(copied_at)
         if copied_at_utc is None:
             return changed_at
         return copied_at_utc if changed_at is None else min(changed_at, copied_at_utc)
+
+    def copied_stage(self, stage_id: str) -> FieldValue:
+        """The stage dealsync last copied to HubSpot, as a canonical value. Stage ids are unique across a
+        portal's pipelines, so the stage names its pipeline (dealsync writes the pipeline only when it
+        changes, so the last pipeline it copied may be older)."""
+        for mapping in self.stages.mappings:
+            if stage_id in mapping.stages.values():
+                try:
+                    key, stage_name = self.stages.to_salesforce(mapping.pipeline_id, stage_id)
+                except StageLookupError:
+                    return None
+                return f"{key}:{stage_name}"
+        return None
 
     def salesforce_field_times(self, spec: FieldSpec) -> list[datetime]:
         """When a person last set the spec's Salesforce fields, from field history (empty: not known)."""
