@@ -59,6 +59,7 @@ from dealsync.services.records import (
     update_rollup_projection,
 )
 from dealsync.store import StaleShadowError
+from dealsync.store.association_times import COMPANY
 from dealsync.store.dynamo import now_utc
 
 ROLLUP_FIELDS = frozenset({"Amount", "StageName", "CloseDate"})  # what the contact rollups read
@@ -225,6 +226,7 @@ class DealSync:
         live = [deal_id for deal_id in ids if deal_id in deals]
         if not live:
             return
+        self._note_association_times(live)
         links = {deal_id: read_links[deal_id] for deal_id in live if deal_id in read_links}
         synced: list[str] = []
         for deal_id in live:
@@ -271,6 +273,16 @@ class DealSync:
         self._save_links(plans, report)
         self._record_errors(plans, report)
         self._update_rollups(plans)
+
+    def _note_association_times(self, deal_ids: Sequence[str]) -> None:
+        """The times of a person's association changes, kept for the Salesforce → HubSpot direction (see
+        store/association_times), for the deals that exist, before this sync writes anything (it may be retried)."""
+        times = self.store.association_times
+        for deal_id in deal_ids:
+            if deal_id in self._companies_changed_at:
+                times.note(deal_id, COMPANY, _milliseconds(self._companies_changed_at[deal_id]))
+            for contact_id, moment in self._contacts_changed_at.get(deal_id, {}).items():
+                times.note(deal_id, contact_id, _milliseconds(moment))
 
     def _unchanged_since_read(self, plans: Sequence[_Plan], specs: Sequence[FieldSpec],
                               report: SyncReport) -> list[_Plan]:
@@ -935,6 +947,10 @@ def _category(failure: Exception) -> ErrorCategory:
 def _candidate_opportunity(deal: Mapping[str, Any]) -> bool:
     value = str((deal.get("properties") or {}).get(UNIQUE_PROPERTY) or "")
     return value.isalnum() and len(value) in (15, 18)
+
+
+def _milliseconds(moment: datetime) -> int:
+    return round(moment.timestamp() * 1000)
 
 
 def _associations_pending(link: Link) -> bool:

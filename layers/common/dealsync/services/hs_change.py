@@ -27,7 +27,6 @@ from dealsync.services.deal_sync import DEAL_RECORD_TYPE, sync_deals
 from dealsync.services.records import record_batch_failure
 from dealsync.services.resync import is_resync_event, refresh_for_resync
 from dealsync.services.rollups import LIFECYCLE, note_lifecycle_stages
-from dealsync.store.association_times import COMPANY
 
 DEAL_ACTIONS = frozenset({"creation", "propertyChange", "associationChange", "deletion", "restore", "merge"})
 
@@ -92,16 +91,6 @@ def _note_association_time(event: HubSpotWebhookEvent, work: DealWork) -> None:
         contacts[contact_id] = max(event.occurred_at, contacts.get(contact_id, 0))
 
 
-def _note_association_times(context: SyncContext, work: DealWork) -> None:
-    """Kept for the Salesforce → HubSpot direction, before this batch's deals sync (which may be retried)."""
-    times = context.store.association_times
-    for deal_id, moment in work.companies_changed_at.items():
-        times.note(deal_id, COMPANY, moment)
-    for deal_id, contacts in work.contacts_changed_at.items():
-        for contact_id, moment in contacts.items():
-            times.note(deal_id, contact_id, moment)
-
-
 def process_hubspot_changes(records: Sequence[Mapping[str, Any]], context: SyncContext) -> dict[str, Any]:
     """Process an SQS batch; returns the partial-batch response."""
     work = DealWork()
@@ -120,7 +109,6 @@ def process_hubspot_changes(records: Sequence[Mapping[str, Any]], context: SyncC
         if any(is_resync_event(event) for event in message.events):
             refresh_for_resync(context)  # an owner or field created since the cache was filled is seen
         collect_events(message_id, message.events, app_id, work)
-    _note_association_times(context, work)
     if work.echoes:
         metrics.add_metric(name="EchoesSkipped", unit=MetricUnit.Count, value=work.echoes)
     if work.contact_stages:
