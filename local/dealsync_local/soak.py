@@ -70,7 +70,7 @@ import threading
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -1001,6 +1001,11 @@ def _dead_letters(world: SoakWorld) -> list[tuple[str, str]]:
 RECORD_ID_KEYS = frozenset({"objectId", "fromObjectId", "ids", "recordIds", "contact_ids"})
 
 
+def records_that_ended_wrong(ids: Iterable[str], record_problems: Sequence[str]) -> list[str]:
+    """The records a dead letter names that a record problem (a lost update, a mismatch...) names too."""
+    return sorted(record_id for record_id in ids if any(record_id in problem for problem in record_problems))
+
+
 def named_records(body: str) -> set[str]:
     """The record ids a queue message names (webhook events, change messages and events)."""
     found: set[str] = set()
@@ -1214,10 +1219,11 @@ def check(world: SoakWorld, journal: Journal) -> Findings:
                            for kind, object_name, record_id in list(app.unchanged_recent) if kind == "integration"]
     # A message left in a dead-letter queue is explained when every record it names ended right (a later
     # delivery or the poll synced them): the change it carried was not lost. Otherwise it is a failure.
+    record_problems = list(findings.problems)  # not the dead letters' own lines, which name every record
     for queue, body in _dead_letters(world):
         findings.dead_letters += 1
         ids = named_records(body)
-        wrong = sorted(i for i in ids if any(i in problem for problem in findings.problems))
+        wrong = records_that_ended_wrong(ids, record_problems)
         if ids and not wrong:
             findings.notes.append(f"dead letter in {queue}, explained: records {sorted(ids)} all ended right")
         else:

@@ -16,6 +16,7 @@ from dealsync_local.soak import (
     canonical_date,
     named_records,
     pair_starts,
+    records_that_ended_wrong,
 )
 
 
@@ -115,3 +116,9 @@ def test_a_pair_starts_afresh_at_its_last_delete_undelete_or_restore_unless_the_
     assert pair_starts(deleted_and_back, {opportunity: deal}, {}) == {}
     restored = [Lifecycle(3.0, "hs_delete", None, deal), Lifecycle(4.0, "hs_restore", None, deal)]
     assert pair_starts(deleted_and_back + restored, {opportunity: deal}, {deal: opportunity}) == {opportunity: 4.0}
+
+
+def test_a_dead_letter_is_unexplained_only_by_a_record_problem_not_by_another_dead_letter() -> None:
+    problems = ["lost update: 0068d000000000sAAA/9000000034 contact:0038d0000000001AAA is 'in', not 'out'"]
+    assert records_that_ended_wrong({"9000000034", "9000000042"}, problems) == ["9000000034"]
+    assert records_that_ended_wrong({"9000000042", "9000000044"}, problems) == []
