@@ -102,17 +102,18 @@ class _FailingOrg:
         raise self.error
 
 
-def test_salesforce_updates_are_not_sent_again_in_place_but_reads_are() -> None:
-    # Sent again after a backoff, an update would carry values older than a person's edit made meanwhile;
-    # the caller syncs the records again from a fresh read instead.
+def test_salesforce_updates_are_sent_again_once_at_once_and_reads_with_backoff() -> None:
+    # Sent again after a backoff, an update would carry values older than a person's edit made meanwhile:
+    # once, at once, then the caller syncs the records again from a fresh read.
     credentials = SalesforceCredentials(auth="client_credentials", login_url="https://login.example",
                                         client_id="id", org_id="00D000000000001AAA")
-    client = salesforce.SalesforceClient(credentials, backoff_seconds=0)
+    client = salesforce.SalesforceClient(credentials, backoff_seconds=60)  # a backoff would hang the test
     org = _FailingOrg(_sf_error(SalesforceGeneralError, 503, "SERVER_UNAVAILABLE", "down"))
     client._sf = org  # type: ignore[assignment]
     with pytest.raises(TransientCrmError):
         client.update("Opportunity", [{"Id": "006000000000001AAA", "Amount": 5}])
-    assert org.sent == ["PATCH composite/sobjects"]
+    assert org.sent == ["PATCH composite/sobjects"] * salesforce.WRITE_ATTEMPTS
+    client.backoff_seconds = 0
     org.sent.clear()
     with pytest.raises(TransientCrmError):
         client._rest("limits")

@@ -30,6 +30,7 @@ from dealsync.models.domain import ErrorCategory
 
 CRM = "hubspot"
 BATCH_LIMIT = 100
+WRITE_ATTEMPTS = 2  # a write of values: sent again once, at once, after a 5xx or a timeout
 HISTORY_BATCH_LIMIT = 50  # batch reads with propertiesWithHistory take at most 50 inputs
 ASSOCIATION_CREATE_LIMIT = 2_000  # v4 batch create takes up to 2,000 inputs (reference §3.4)
 SEARCH_PAGE = 200
@@ -152,9 +153,11 @@ class HubSpotClient:
             self.usage_listener.answered(*parse_hubspot_daily(dict(headers) if headers else None))
 
     def _call(self, operation: Callable[[], Any], search: bool = False, retry: bool = True,
-              rate_limits_only: bool = False) -> Any:
-        """One API call; transient failures are retried (``retry``), with ``rate_limits_only`` only a 429,
-        which HubSpot refused without applying anything."""
+              write: bool = False) -> Any:
+        """One API call; transient failures are retried (``retry``). A ``write`` of values is sent again
+        once, at once, after a 5xx or a timeout (a backoff of seconds would send values older than what a
+        person may have written meanwhile; the caller then syncs the records again from a fresh read);
+        a 429, refused without applying anything, is waited out as for any call."""
         failures = 0  # failures other than rate limits
         rate_limited = 0
         while True:
@@ -169,9 +172,13 @@ class HubSpotClient:
                 classified = classify(error)
                 if isinstance(classified, ApiBudgetExceededError) and self.usage_listener is not None:
                     self.usage_listener.daily_limit_reached()  # search's DAILY 429s carry no headers
-                if not isinstance(classified, TransientCrmError) or not retry or (
-                        rate_limits_only and classified.status != 429):
+                if not isinstance(classified, TransientCrmError) or not retry:
                     raise classified from error
+                if write and classified.status != 429:
+                    failures += 1
+                    if failures >= WRITE_ATTEMPTS:
+                        raise classified from error
+                    continue
                 if classified.status == 429:
                     # The burst (or search) window is full, e.g. shared with another app's traffic: wait it out.
                     rate_limited += 1
@@ -216,24 +223,23 @@ class HubSpotClient:
     def batch_upsert(self, object_type: str, id_property: str,
                      inputs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """Create-or-update on a unique property; each input is ``{"id": <value>, "properties": {...}}``.
-        Like every write of values, retried in place only after a 429 (see ``batch_update``)."""
+        Like every write of values, sent again at most once, at once (see ``_call``)."""
         results: list[dict[str, Any]] = []
         for chunk in _chunks(list(inputs), BATCH_LIMIT):
             body = {"inputs": [{**item, "idProperty": id_property} for item in chunk]}
             response = self._call(partial(self.api.crm.objects.batch_api.upsert,
-                object_type, batch_input_simple_public_object_batch_input_upsert=body), rate_limits_only=True)
+                object_type, batch_input_simple_public_object_batch_input_upsert=body), write=True)
             results += _results_or_errors(response)
         return results
 
     def batch_update(self, object_type: str, inputs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Update records. After a 5xx or a timeout it is not sent again in place: seconds later, the values
-        would be older than what a person may have written meanwhile (HubSpot has no conditional update);
-        the caller syncs the records again from a fresh read instead."""
+        """Update records. HubSpot has no conditional update: after a 5xx or a timeout the values are sent
+        again once, at once, not after a backoff (see ``_call``)."""
         results: list[dict[str, Any]] = []
         for chunk in _chunks(list(inputs), BATCH_LIMIT):
             body = {"inputs": list(chunk)}
             response = self._call(partial(self.api.crm.objects.batch_api.update,
-                object_type, batch_input_simple_public_object_batch_input=body), rate_limits_only=True)
+                object_type, batch_input_simple_public_object_batch_input=body), write=True)
             results += _results_or_errors(response)
         return results
 

@@ -43,6 +43,7 @@ _PERMISSION_CODES = {
     "INSUFFICIENT_ACCESS", "INSUFFICIENT_ACCESS_OR_READONLY", "INSUFFICIENT_ACCESS_ON_CROSS_REFERENCE_ENTITY",
     "CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY", "NOT_API_ENABLED", "API_DISABLED_FOR_ORG", "FIELD_INTEGRITY_EXCEPTION",
 }
+WRITE_ATTEMPTS = 2  # a write of values: sent again once, at once, after a transient failure
 # A record written while it sits in the recycle bin (deleted since it was read).
 ENTITY_IS_DELETED = "ENTITY_IS_DELETED"
 _TRANSIENT_CODES = {"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE", "QUERY_TIMEOUT", "REQUEST_RUNNING_TOO_LONG"}
@@ -159,8 +160,10 @@ class SalesforceClient:
     def sf(self) -> Salesforce:
         return self._sf or self.connect()
 
-    def _call(self, operation: Callable[[Salesforce], Any], retry: bool = True) -> Any:
-        """Run one API call with re-authentication on an expired session and backoff on transient errors."""
+    def _call(self, operation: Callable[[Salesforce], Any], retry: bool = True, write: bool = False) -> Any:
+        """Run one API call with re-authentication on an expired session and backoff on transient errors.
+        A ``write`` of values is sent again once, at once (a backoff of seconds would send values older
+        than what a person may have written meanwhile; the caller then syncs the records again)."""
         attempt = 0
         while True:
             attempt += 1
@@ -174,13 +177,15 @@ class SalesforceClient:
                 continue
             except Exception as error:  # classified below; anything unknown is treated as transient
                 classified = classify(error)
-                if isinstance(classified, TransientCrmError) and retry and attempt < self.max_attempts:
+                if isinstance(classified, TransientCrmError) and write and retry and attempt < WRITE_ATTEMPTS:
+                    continue
+                if isinstance(classified, TransientCrmError) and retry and not write and attempt < self.max_attempts:
                     time.sleep(self.backoff_seconds * 2 ** (attempt - 1))
                     continue
                 raise classified from error
 
-    def _rest(self, path: str, method: str = "GET", retry: bool = True, **kwargs: Any) -> Any:
-        return self._call(lambda sf: sf.restful(path, method=method, **kwargs), retry=retry)
+    def _rest(self, path: str, method: str = "GET", retry: bool = True, write: bool = False, **kwargs: Any) -> Any:
+        return self._call(lambda sf: sf.restful(path, method=method, **kwargs), retry=retry, write=write)
 
     def _query_more(self, next_url: str, include_deleted: bool) -> Any:
         return self._call(lambda sf: sf.query_more(next_url, identifier_is_url=True, include_deleted=include_deleted))
@@ -277,14 +282,13 @@ class SalesforceClient:
         return results
 
     def update(self, sobject: str, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Update records. Not retried in place: sent again after a backoff, the values would be older than
-        what a person may have written meanwhile (the collection update has no condition); the caller syncs
-        the records again from a fresh read instead."""
+        """Update records. The collection update has no condition: after a transient failure it is sent again
+        once, at once, not after a backoff (see ``_call``)."""
         results: list[dict[str, Any]] = []
         for chunk in _chunks(list(records), COLLECTION_LIMIT):
             body = {"allOrNone": False,
                     "records": [{"attributes": {"type": sobject}, **record} for record in chunk]}
-            results += self._rest("composite/sobjects", "PATCH", retry=False, json=body)
+            results += self._rest("composite/sobjects", "PATCH", write=True, json=body)
         return results
 
     def delete(self, ids: Sequence[str]) -> list[dict[str, Any]]:
