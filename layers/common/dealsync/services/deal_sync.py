@@ -807,30 +807,38 @@ class DealSync:
         A) and its change is the later one. Without HubSpot's time: no (HubSpot's change applies).
         A role dealsync created is no person's; one deleted before the pair was last saved may have been
         deleted by dealsync (Salesforce does not say who deleted): neither counts."""
-        hubspot_at = self._contacts_changed_at.get(plan.deal_id, {}).get(hubspot_id)
-        if hubspot_at is None or plan.opportunity is None or plan.link is None:
-            return False
         if deleted and CONTACTS_KEY in (plan.pending_read or {}).get(Side.SALESFORCE.value, {}):
             return False  # a sync of this pair wrote roles and did not save it: the deletion may be its own
+        times = self._role_times(plan, salesforce_id, hubspot_id, deleted=deleted)
+        if times is None or plan.link is None:
+            return False
+        hubspot_at, salesforce_at = times
         not_before = max(hubspot_at, plan.link.last_synced_at) if deleted and plan.link.last_synced_at else hubspot_at
-        salesforce_at = role_changed_at(plan.opportunity, salesforce_id, deleted=deleted,
-                                        integration_user_id=self.context.integration_user_id())
         later = salesforce_at is not None and salesforce_at > not_before
         if later:
             logger.info("contact role changed in Salesforce after HubSpot's change: Salesforce's is the later",
                         extra={"deal_id": plan.deal_id, "contact_id": hubspot_id, "removed": deleted})
         return later
 
+    def _role_times(self, plan: _Plan, salesforce_id: str, hubspot_id: str, *,
+                    deleted: bool) -> tuple[datetime, datetime | None] | None:
+        """(when a person last changed the contact's association in HubSpot, when a person last changed its
+        role in Salesforce), for a linked pair; None without HubSpot's time."""
+        hubspot_at = self._contacts_changed_at.get(plan.deal_id, {}).get(hubspot_id)
+        if hubspot_at is None or plan.opportunity is None or plan.link is None:
+            return None
+        return hubspot_at, role_changed_at(plan.opportunity, salesforce_id, deleted=deleted,
+                                           integration_user_id=self.context.integration_user_id())
+
     def _set_again_in_hubspot(self, plan: _Plan, salesforce_id: str, hubspot_id: str, *, deleted: bool) -> bool:
         """Whether a person set the agreed association again in HubSpot (A → B → A: its webhook's time) after
         a person changed the role in Salesforce: ``deleted`` — after the role was deleted (the deal has the
         contact, as agreed); else after the role was created (the deal lacks it, as agreed). HubSpot's is the
         later change. Without either time: no (the Salesforce → HubSpot direction brings Salesforce's)."""
-        hubspot_at = self._contacts_changed_at.get(plan.deal_id, {}).get(hubspot_id)
-        if hubspot_at is None or plan.opportunity is None or plan.link is None:
+        times = self._role_times(plan, salesforce_id, hubspot_id, deleted=deleted)
+        if times is None:
             return False
-        salesforce_at = role_changed_at(plan.opportunity, salesforce_id, deleted=deleted,
-                                        integration_user_id=self.context.integration_user_id())
+        hubspot_at, salesforce_at = times
         again = salesforce_at is not None and hubspot_at > salesforce_at
         if again:
             logger.info("contact set again in HubSpot after the role changed in Salesforce: HubSpot's is the later",
