@@ -740,3 +740,20 @@ def test_a_property_change_after_an_unsaved_role_write_keeps_the_role(
     saved = links.get_by_hubspot_id(LinkKind.OPPORTUNITY, deal_id)
     assert saved is not None and split(saved.shadow.get(CONTACTS_KEY)) == {first, second}
     assert sync_world.associations(deal_id, "contacts") == {first, second}
+
+
+def test_a_persons_change_in_the_second_of_dealsyncs_own_is_the_fields_latest(sync_world: SyncWorld,
+                                                                              hubspot_contacts: list[str]) -> None:
+    _, opportunity_id = _paired_deal(sync_world, "Same second", hubspot_contacts[:1])
+    salesforce = sync_world.context.salesforce
+    clock = sync_world.salesforce.clock
+    time.sleep(1.02 - clock.now_precise().microsecond / 1e6)  # early in a second: both writes fit in it
+    salesforce.update("Opportunity", [{"Id": opportunity_id, "Description": "copied by dealsync"}])
+    sync_world.salesforce.update("Opportunity", opportunity_id, {"Description": "a person's, right after"})
+    rows = sync_world.salesforce.soql(
+        "SELECT CreatedDate, CreatedById FROM OpportunityFieldHistory "
+        f"WHERE OpportunityId = '{opportunity_id}' AND Field = 'Description' ORDER BY CreatedDate DESC")
+    assert rows[0]["CreatedDate"] == rows[1]["CreatedDate"]  # history keeps times to the second
+    # Without the tie broken, dealsync's row would be the field's latest, the person's value taken for its copy.
+    assert salesforce.field_history([opportunity_id])[opportunity_id]["Description"] == (
+        rows[0]["CreatedDate"], sync_world.salesforce.person_user_id)

@@ -231,7 +231,11 @@ class SalesforceClient:
     def field_history(self, opportunity_ids: Sequence[str]) -> dict[str, dict[str, tuple[str, str]]]:
         """The latest OpportunityFieldHistory row of each tracked field, by opportunity and history field name
         (``Owner`` for OwnerId ...): (CreatedDate, CreatedById). Empty when the org tracks nothing or the
-        object is not readable: callers fall back to the record's stamp."""
+        object is not readable: callers fall back to the record's stamp.
+        CreatedDate is kept to the second, and rows of one second come in no promised order: a person's row in
+        the second of dealsync's own is taken as the latest (the person may have written right after dealsync;
+        taken the other way, the person's value would pass for dealsync's copy and be overwritten)."""
+        own_user = (self.integration_user_id() or "")[:15]
         latest: dict[str, dict[str, tuple[str, str]]] = {}
         for chunk in _chunks(list(dict.fromkeys(opportunity_ids)), IDS_PER_QUERY):
             id_list = ",".join(f"'{_soql_id(record_id)}'" for record_id in chunk)
@@ -243,7 +247,10 @@ class SalesforceClient:
                 return {}
             for row in rows:
                 fields = latest.setdefault(str(row["OpportunityId"]), {})
-                fields.setdefault(str(row["Field"]), (str(row["CreatedDate"]), str(row.get("CreatedById") or "")))
+                name, found = str(row["Field"]), (str(row["CreatedDate"]), str(row.get("CreatedById") or ""))
+                taken = fields.setdefault(name, found)
+                if found[0] == taken[0] and taken[1][:15] == own_user and found[1][:15] != own_user:
+                    fields[name] = found
         return latest
 
     def describe(self, sobject: str) -> dict[str, Any]:
