@@ -583,6 +583,15 @@ def test_a_record_type_a_person_changed_after_dealsync_copied_the_stage_is_their
     decision = decide_record(SPECS, salesforce, hubspot, shadow, stages=MULTI, owners=OWNERS, origin=Side.HUBSPOT)
     assert decision.hubspot_properties == {"pipeline": "p-sales", "dealstage": "a2"}
     assert decision.salesforce_fields == {}
+    # In the same second as the copy (Salesforce keeps its times to the second): the person's change may be
+    # the later one, and is taken as such.
+    same_second = SideSnapshot(sf_record(RecordTypeId=RT_SALES, StageName="Closed Won"), changed_at=MIDDLE,
+                               field_changed_at={"RecordTypeId": MIDDLE}, copied_fields=frozenset({"StageName"}),
+                               copied_at={"StageName": MIDDLE})
+    assert not same_second.holds_copy(["StageName", "RecordTypeId"])
+    assert not same_second.holds_copy(["RecordTypeId", "StageName"])
+    decision = decide_record(SPECS, same_second, hubspot, shadow, stages=MULTI, owners=OWNERS, origin=Side.HUBSPOT)
+    assert decision.hubspot_properties == {"pipeline": "p-sales", "dealstage": "a2"}
     # Only the copy, no later change of the record type: HubSpot's value wins.
     copied = SideSnapshot(sf_record(RecordTypeId=RT_SALES, StageName="Closed Won"), changed_at=None,
                           copied_fields=frozenset({"StageName", "RecordTypeId"}),

@@ -230,14 +230,16 @@ class SideSnapshot:
     def holds_copy(self, names: Sequence[str]) -> bool:
         """The value these fields make together (a stage is pipeline and stage, or record type and stage)
         is dealsync's copy: it made the newest change among them. A person may have changed one of them
-        before dealsync wrote the other; the pair is then what dealsync wrote."""
+        before dealsync wrote the other; the pair is then what dealsync wrote. A person's change in the same
+        moment as dealsync's (Salesforce keeps times to the second) may be the later one: not a copy."""
         if all(name in self.copied_fields for name in names):
             return True
         times = {name: moment for name in names
                  if (moment := _utc(self.field_changed_at.get(name) or self.copied_at.get(name))) is not None}
         if not times:
             return False
-        return max(times, key=lambda name: times[name]) in self.copied_fields
+        newest = max(times.values())
+        return all(name in self.copied_fields for name, moment in times.items() if moment == newest)
 
     def changed_at_for(self, names: Iterable[str]) -> datetime | None:
         moments = [moment for name in names if (moment := _utc(self.field_changed_at.get(name))) is not None]
