@@ -703,6 +703,39 @@ def test_a_contact_set_again_in_hubspot_after_its_role_changed_in_salesforce_rea
     assert sync_world.associations(deal_id, "contacts") == {first}
 
 
+def test_a_contact_dealsync_put_back_before_a_persons_later_hubspot_change_came_is_taken_off(
+        sync_world: SyncWorld, hubspot_contacts: list[str]) -> None:
+    first, second = hubspot_contacts
+    deal_id, opportunity_id = _paired_deal(sync_world, "Put back too early", [first])
+    # A person gives the second contact a role in Salesforce; it reaches the deal.
+    sync_world.salesforce.create("OpportunityContactRole", {"OpportunityId": opportunity_id,
+                                                            "ContactId": sync_world.contact_ids[1]})
+    sync_world.settle()
+    assert sync_world.associations(deal_id, "contacts") == {first, second}
+    time.sleep(1.1)  # Salesforce keeps times to the second: what follows is plainly later
+    # Later, a person takes the contact off the deal; before that webhook reaches the HubSpot worker, a
+    # Salesforce → HubSpot sync from an older read puts it back (as dealsync, whose webhooks are echoes).
+    removed_at = datetime.now(UTC)
+    with sync_world.hubspot_unheard() as store:
+        store.dissociate(DEALS, int(deal_id), CONTACTS, int(second), None, sync_world.hubspot.person_source)
+        store.associate(DEALS, int(deal_id), CONTACTS, int(second), None, sync_world.hubspot.integration_source)
+    # The person's webhook comes: both sides have the contact, but the person's change is the later one.
+    report = sync_deals(sync_world.context, [deal_id], associations_for=[deal_id], source="test",
+                        contacts_changed_at={deal_id: {second: removed_at}}, contacts_removed={deal_id: {second}})
+    assert not report.retry
+    assert _role_ids(sync_world, opportunity_id, sync_world.contact_ids[1]) == []
+    assert sync_world.associations(deal_id, "contacts") == {first}
+    link = sync_world.context.store.links.get_by_hubspot_id(LinkKind.OPPORTUNITY, deal_id)
+    assert link is not None and split(link.shadow.get(CONTACTS_KEY)) == {first}
+    sync_world.settle()
+    assert _role_contacts(sync_world, opportunity_id) == {sync_world.contact_ids[0]}
+    assert sync_world.associations(deal_id, "contacts") == {first}
+    # A person's change the deal still shows (the role set before it) changes nothing.
+    assert not sync_deals(sync_world.context, [deal_id], associations_for=[deal_id], source="test",
+                          contacts_changed_at={deal_id: {first: datetime.now(UTC)}}, contacts_removed={}).retry
+    assert _role_contacts(sync_world, opportunity_id) == {sync_world.contact_ids[0]}
+
+
 def test_the_hubspot_worker_notes_when_a_person_changed_a_deals_associations(
         sync_world: SyncWorld, hubspot_contacts: list[str]) -> None:
     first, second = hubspot_contacts

@@ -87,6 +87,12 @@ def test_a_persons_association_changes_keep_their_latest_time() -> None:
     # dealsync's own write (4,000) and contacts (3,000) are no person's company change
     assert work.companies_changed_at == {"404": 2_000}
     assert work.contacts_changed_at == {"404": {"9": 3_000}}  # the contact's, by contact
+    assert work.contacts_removed == {"404": set()}  # the person's latest change put it on the deal
+    # Taken off later, put on again in between (delivered out of order): the latest change decides.
+    collect_events("m2", [association("DEAL_TO_CONTACT", 5_000, associationRemoved=True),
+                          association("DEAL_TO_CONTACT", 4_500)], APP_ID, work)
+    assert work.contacts_changed_at == {"404": {"9": 5_000}}
+    assert work.contacts_removed == {"404": {"9"}}
 
 
 def test_merges_name_both_deals_and_remember_which_survives() -> None:

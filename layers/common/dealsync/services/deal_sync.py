@@ -180,18 +180,23 @@ class DealSync:
         self._named: dict[str, dict[str, Any]] = {}  # unlinked deal id -> the opportunity naming it
         self._companies_changed_at: dict[str, datetime] = {}
         self._contacts_changed_at: dict[str, dict[str, datetime]] = {}
+        self._contacts_removed: dict[str, set[str]] = {}
 
     # --- entry point -----------------------------------------------------------------------------
     def sync(self, deal_ids: Sequence[str], *, merges: Mapping[str, Sequence[str]] | None = None,
              associations_for: Collection[str] | None = None, source: str = "hubspot_changes",
              companies_changed_at: Mapping[str, datetime] | None = None,
-             contacts_changed_at: Mapping[str, Mapping[str, datetime]] | None = None) -> SyncReport:
+             contacts_changed_at: Mapping[str, Mapping[str, datetime]] | None = None,
+             contacts_removed: Mapping[str, Collection[str]] | None = None) -> SyncReport:
         """Sync these deals (ids of SyncReport are deal ids). ``merges``: surviving deal -> merged deal ids.
         ``associations_for``: the deals whose associations may have changed (None: all of them); the
         others keep the associations both sides last agreed on, and cost no association reads.
         ``companies_changed_at``, ``contacts_changed_at``: when a person last changed a deal's company
-        association, and each contact's (the webhooks' occurredAt; HubSpot keeps no history of associations)."""
+        association, and each contact's (the webhooks' occurredAt; HubSpot keeps no history of associations);
+        ``contacts_removed``: the contacts that change took off the deal (the others it put on)."""
         report = SyncReport()
+        self._contacts_removed = {str(deal_id): set(map(str, contacts))
+                                  for deal_id, contacts in (contacts_removed or {}).items()}
         self._companies_changed_at = {str(deal_id): moment for deal_id, moment in (companies_changed_at or {}).items()}
         self._contacts_changed_at = {str(deal_id): {str(contact_id): moment for contact_id, moment in contacts.items()}
                                      for deal_id, contacts in (contacts_changed_at or {}).items()}
@@ -713,6 +718,8 @@ class DealSync:
         undo: list[tuple[str, str]] = []  # (deal, contact) associations Salesforce's later change takes back
         redo: list[tuple[str, str, int]] = []
         unremoved: dict[str, set[str]] = {}
+        taken_off: dict[str, set[str]] = {}  # agreed contacts a person's later HubSpot change takes off
+        put_on: dict[str, set[str]] = {}  # and puts on
         for plan in ready:
             diff = diffs[plan.deal_id]
             roles = contact_roles(plan.opportunity) if plan.opportunity is not None else []
@@ -746,8 +753,19 @@ class DealSync:
                 if salesforce_id is None or plan.link is None:
                     continue
                 on_deal = hubspot_id in diff.kept
-                if on_deal == (salesforce_id in has_role):
-                    continue  # Salesforce agrees
+                if on_deal == (salesforce_id in has_role):  # Salesforce agrees: but maybe not the person
+                    if not self._put_back_before_hubspots_change(plan, salesforce_id, hubspot_id, on_deal=on_deal):
+                        continue
+                    if on_deal:
+                        undo.append((plan.deal_id, hubspot_id))
+                        deletes += [(plan, role_id, hubspot_id) for role_id in roles_to_delete(roles, [salesforce_id])]
+                        taken_off.setdefault(plan.deal_id, set()).add(hubspot_id)
+                    else:
+                        redo.append((plan.deal_id, hubspot_id, DEAL_TO_CONTACT))
+                        creates.append((plan, hubspot_id, {"OpportunityId": plan.opportunity_id,
+                                                           "ContactId": salesforce_id}))
+                        put_on.setdefault(plan.deal_id, set()).add(hubspot_id)
+                    continue
                 if not self._set_again_in_hubspot(plan, salesforce_id, hubspot_id, deleted=on_deal):
                     continue
                 if on_deal:
@@ -797,7 +815,8 @@ class DealSync:
         for plan in ready:
             diff = diffs[plan.deal_id]
             still = frozenset(unremoved.get(plan.deal_id, set()))
-            agreed = ContactDiff(diff.added, diff.removed - still, diff.kept | still)
+            off, on = taken_off.get(plan.deal_id, set()), put_on.get(plan.deal_id, set())
+            agreed = ContactDiff(diff.added | on, (diff.removed | off) - still, (diff.kept - off) | still)
             plan.shadow[CONTACTS_KEY] = contacts_shadow(agreed, plan.applied_contacts)
 
     def _role_changed_later(self, plan: _Plan, salesforce_id: str, hubspot_id: str, *, deleted: bool) -> bool:
@@ -844,6 +863,24 @@ class DealSync:
             logger.info("contact set again in HubSpot after the role changed in Salesforce: HubSpot's is the later",
                         extra={"deal_id": plan.deal_id, "contact_id": hubspot_id, "on_deal": deleted})
         return again
+
+    def _put_back_before_hubspots_change(self, plan: _Plan, salesforce_id: str, hubspot_id: str, *,
+                                         on_deal: bool) -> bool:
+        """Whether both sides agree on the contact only because dealsync put Salesforce's state back on the deal
+        after a person's later HubSpot change, before that change's webhook came (``on_deal``: the person took
+        the contact off the deal; else put it on). The person's is the later change when a person set the role
+        in Salesforce before it; a role dealsync made, or no time: no."""
+        if (hubspot_id in self._contacts_removed.get(plan.deal_id, set())) != on_deal:
+            return False  # the deal is as the person left it
+        times = self._role_times(plan, salesforce_id, hubspot_id, deleted=not on_deal)
+        if times is None:
+            return False
+        hubspot_at, salesforce_at = times
+        earlier = salesforce_at is not None and salesforce_at < hubspot_at
+        if earlier:
+            logger.info("association put back on the deal from an older Salesforce change: the person's is the "
+                        "later", extra={"deal_id": plan.deal_id, "contact_id": hubspot_id, "on_deal": not on_deal})
+        return earlier
 
     def _write_hubspot(self, plans: Sequence[_Plan]) -> None:
         """What HubSpot needs back: the new opportunity's id, and resets (e.g. an unmatched owner)."""
@@ -972,9 +1009,11 @@ def _associations_pending(link: Link) -> bool:
 def sync_deals(context: SyncContext, deal_ids: Sequence[str], *, merges: Mapping[str, Sequence[str]] | None = None,
                associations_for: Collection[str] | None = None, source: str = "hubspot_changes",
                companies_changed_at: Mapping[str, datetime] | None = None,
-               contacts_changed_at: Mapping[str, Mapping[str, datetime]] | None = None) -> SyncReport:
+               contacts_changed_at: Mapping[str, Mapping[str, datetime]] | None = None,
+               contacts_removed: Mapping[str, Collection[str]] | None = None) -> SyncReport:
     return DealSync(context).sync(deal_ids, merges=merges, associations_for=associations_for, source=source,
-                                  companies_changed_at=companies_changed_at, contacts_changed_at=contacts_changed_at)
+                                  companies_changed_at=companies_changed_at, contacts_changed_at=contacts_changed_at,
+                                  contacts_removed=contacts_removed)
 
 
 __all__ = ["ContactDiff", "DealSync", "associated_ids", "contact_diff", "contacts_shadow", "primary_company",

@@ -44,6 +44,8 @@ class DealWork:
     companies_changed_at: dict[str, int] = field(default_factory=dict)  # deal id -> a person's latest occurredAt
     # deal id -> HubSpot contact id -> the occurredAt of a person's latest change of that association
     contacts_changed_at: dict[str, dict[str, int]] = field(default_factory=dict)
+    # deal id -> the HubSpot contacts whose latest change by a person took them off the deal
+    contacts_removed: dict[str, set[str]] = field(default_factory=dict)
 
 
 def collect_events(message_id: str, events: Iterable[HubSpotWebhookEvent], app_id: str, work: DealWork) -> None:
@@ -88,7 +90,13 @@ def _note_association_time(event: HubSpotWebhookEvent, work: DealWork) -> None:
     elif "CONTACT" in kind and event.to_object_id is not None:
         contacts = work.contacts_changed_at.setdefault(deal_id, {})
         contact_id = str(event.to_object_id)
-        contacts[contact_id] = max(event.occurred_at, contacts.get(contact_id, 0))
+        if event.occurred_at >= contacts.get(contact_id, 0):
+            contacts[contact_id] = event.occurred_at
+            removed = work.contacts_removed.setdefault(deal_id, set())
+            if event.association_removed:
+                removed.add(contact_id)
+            else:
+                removed.discard(contact_id)
 
 
 def process_hubspot_changes(records: Sequence[Mapping[str, Any]], context: SyncContext) -> dict[str, Any]:
@@ -122,7 +130,8 @@ def process_hubspot_changes(records: Sequence[Mapping[str, Any]], context: SyncC
                                                       in work.companies_changed_at.items()},
                                 contacts_changed_at={deal_id: {contact_id: parse_datetime(moment)
                                                                for contact_id, moment in contacts.items()}
-                                                     for deal_id, contacts in work.contacts_changed_at.items()})
+                                                     for deal_id, contacts in work.contacts_changed_at.items()},
+                                contacts_removed=work.contacts_removed)
         except PermanentCrmError as error:  # the whole batch: recorded once, not redelivered in a loop
             record_batch_failure(context, DEAL_RECORD_TYPE, sorted(work.deals), error)
         else:
