@@ -547,6 +547,38 @@ def test_a_company_set_again_in_hubspot_after_the_account_changed_reaches_salesf
     assert sync_world.associations(deal_id, "companies") == {sync_world.company_id}
 
 
+def test_a_company_dealsync_put_back_before_a_persons_later_hubspot_change_came_is_replaced(
+        sync_world: SyncWorld, hubspot_contacts: list[str]) -> None:
+    other_account = sync_world.salesforce.create("Account", {"Name": "Initech"})
+    other_company = str(sync_world.hubspot.load(
+        {"companies": [{"name": "Initech", "salesforce_account_id": other_account}]})["companies"][0])
+    sync_world.context.store.links.create(LinkKind.ACCOUNT, other_account, other_company)
+    deal_id, opportunity_id = _paired_deal(sync_world, "Company put back", hubspot_contacts[:1])
+    # A person moves the opportunity to Initech; the deal follows.
+    sync_world.salesforce.update("Opportunity", opportunity_id, {"AccountId": other_account})
+    sync_world.settle()
+    assert sync_world.associations(deal_id, "companies") == {other_company}
+    time.sleep(1.1)  # Salesforce keeps times to the second: what follows is plainly later
+    # Later, a person moves the deal back to Acme; before that webhook reaches the HubSpot worker, a
+    # Salesforce → HubSpot sync from an older read puts Initech back (as dealsync: its webhooks are echoes).
+    moved_at = datetime.now(UTC)
+    person, integration = sync_world.hubspot.person_source, sync_world.hubspot.integration_source
+    with sync_world.hubspot_unheard() as store:
+        store.dissociate(DEALS, int(deal_id), COMPANIES, int(other_company), None, person)
+        store.associate(DEALS, int(deal_id), COMPANIES, int(sync_world.company_id), [_primary_company_spec()], person)
+        store.dissociate(DEALS, int(deal_id), COMPANIES, int(sync_world.company_id), None, integration)
+        store.associate(DEALS, int(deal_id), COMPANIES, int(other_company), [_primary_company_spec()], integration)
+    # The person's webhooks come: both sides have Initech, but the person's Acme is the later change.
+    report = sync_deals(sync_world.context, [deal_id], associations_for=[deal_id], source="test",
+                        companies_changed_at={deal_id: moved_at}, primary_companies={deal_id: sync_world.company_id})
+    assert not report.retry
+    assert (sync_world.salesforce.get("Opportunity", opportunity_id) or {}).get("AccountId") == sync_world.account_id
+    assert sync_world.associations(deal_id, "companies") == {sync_world.company_id}
+    sync_world.settle()
+    assert (sync_world.salesforce.get("Opportunity", opportunity_id) or {}).get("AccountId") == sync_world.account_id
+    assert sync_world.associations(deal_id, "companies") == {sync_world.company_id}
+
+
 def _primary_company_spec() -> dict[str, Any]:
     return {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": DEAL_TO_PRIMARY_COMPANY}
 

@@ -93,6 +93,25 @@ def test_a_persons_association_changes_keep_their_latest_time() -> None:
                           association("DEAL_TO_CONTACT", 4_500)], APP_ID, work)
     assert work.contacts_changed_at == {"404": {"9": 5_000}}
     assert work.contacts_removed == {"404": {"9"}}
+    assert work.primary_companies == {}  # no primary company event yet
+
+
+def test_the_primary_company_a_persons_latest_change_left_on_the_deal_is_kept() -> None:
+    work = DealWork()
+
+    def primary(company: int, occurred_at: int, *, removed: bool = False, **extra: Any) -> HubSpotWebhookEvent:
+        return HubSpotWebhookEvent.model_validate({
+            "eventId": occurred_at + company, "portalId": 1, "appId": int(APP_ID), "occurredAt": occurred_at,
+            "subscriptionType": "deal.associationChange", "associationType": "DEAL_TO_COMPANY", "fromObjectId": 404,
+            "toObjectId": company, "associationRemoved": removed, "isPrimaryAssociation": True,
+            "changeSource": "CRM_UI", **extra})
+
+    # Moved from 7 to 8 in one moment, delivered addition first; dealsync's own move back to 7 is an echo.
+    collect_events("m1", [primary(8, 1_000), primary(7, 1_000, removed=True),
+                          primary(7, 2_000, changeSource="INTEGRATION", sourceId=APP_ID)], APP_ID, work)
+    assert work.primary_companies == {"404": (1_000, "8")}
+    collect_events("m2", [primary(8, 3_000, removed=True)], APP_ID, work)  # taken off: no primary company
+    assert work.primary_companies == {"404": (3_000, None)}
 
 
 def test_merges_name_both_deals_and_remember_which_survives() -> None:

@@ -160,6 +160,8 @@ class _Plan:
     hubspot_properties: dict[str, str] = field(default_factory=dict)
     applied_contacts: set[str] = field(default_factory=set)  # additions now in Salesforce
     company_applied: bool = True
+    # (the company on the deal, the person's): a person's later HubSpot change dealsync's older write undid
+    company_put_back: tuple[str | None, str | None] | None = None
     failed: bool = False  # the opportunity write failed: no shadow saved
     roles_changed: bool = False
     # The link's write-ahead as read (a sync that did not save the pair), before this sync's own claim.
@@ -181,20 +183,24 @@ class DealSync:
         self._companies_changed_at: dict[str, datetime] = {}
         self._contacts_changed_at: dict[str, dict[str, datetime]] = {}
         self._contacts_removed: dict[str, set[str]] = {}
+        self._primary_companies: dict[str, str | None] = {}
 
     # --- entry point -----------------------------------------------------------------------------
     def sync(self, deal_ids: Sequence[str], *, merges: Mapping[str, Sequence[str]] | None = None,
              associations_for: Collection[str] | None = None, source: str = "hubspot_changes",
              companies_changed_at: Mapping[str, datetime] | None = None,
              contacts_changed_at: Mapping[str, Mapping[str, datetime]] | None = None,
-             contacts_removed: Mapping[str, Collection[str]] | None = None) -> SyncReport:
+             contacts_removed: Mapping[str, Collection[str]] | None = None,
+             primary_companies: Mapping[str, str | None] | None = None) -> SyncReport:
         """Sync these deals (ids of SyncReport are deal ids). ``merges``: surviving deal -> merged deal ids.
         ``associations_for``: the deals whose associations may have changed (None: all of them); the
         others keep the associations both sides last agreed on, and cost no association reads.
         ``companies_changed_at``, ``contacts_changed_at``: when a person last changed a deal's company
         association, and each contact's (the webhooks' occurredAt; HubSpot keeps no history of associations);
-        ``contacts_removed``: the contacts that change took off the deal (the others it put on)."""
+        ``contacts_removed``: the contacts that change took off the deal (the others it put on);
+        ``primary_companies``: the primary company a person's latest change of it left on the deal (None: none)."""
         report = SyncReport()
+        self._primary_companies = {str(deal_id): company for deal_id, company in (primary_companies or {}).items()}
         self._contacts_removed = {str(deal_id): set(map(str, contacts))
                                   for deal_id, contacts in (contacts_removed or {}).items()}
         self._companies_changed_at = {str(deal_id): moment for deal_id, moment in (companies_changed_at or {}).items()}
@@ -274,6 +280,7 @@ class DealSync:
         self._write_existing(plans, report)
         reach(DEAL_SYNC_AFTER_SALESFORCE_WRITE)  # a no-op outside the soak (dealsync.faultpoints)
         self._write_roles(plans)
+        self._write_companies_put_back(plans)
         self._write_hubspot(plans)
         self._save_links(plans, report)
         self._record_errors(plans, report)
@@ -570,6 +577,8 @@ class DealSync:
     def _associations(self, plans: Sequence[_Plan]) -> None:
         """The primary company → AccountId, by the ACCOUNT link."""
         company_sync = self.context.toggles().company_sync
+        if company_sync:
+            self._companies_put_back(plans)
         wanted = sorted({plan.company for plan in plans if plan.company})
         accounts = self.store.links.get_many(LinkKind.ACCOUNT, Side.HUBSPOT, wanted) if company_sync else {}
         set_again = self._companies_set_again(plans) if company_sync else set()
@@ -624,6 +633,52 @@ class DealSync:
                 logger.info("company set again in HubSpot after the account changed: HubSpot's is the later change",
                             extra={"deal_id": plan.deal_id, "opportunity_id": plan.opportunity_id})
         return set_again
+
+    def _companies_put_back(self, plans: Sequence[_Plan]) -> None:
+        """Deals on which both sides agree on the company only because dealsync put Salesforce's older account
+        back on the deal after a person's later HubSpot change, before that change's webhook came: the
+        person's company (the latest primary company event's) is the later change. Known when the account's
+        field history says a person changed it before that event, or dealsync made the change; else not."""
+        person_set = self._primary_companies
+        candidates = [plan for plan in plans
+                      if plan.link is not None and plan.opportunity is not None and plan.deal_id in person_set
+                      and plan.deal_id in self._companies_changed_at and person_set[plan.deal_id] != plan.company
+                      and plan.company == _text(plan.shadow.get(COMPANY_KEY))]
+        if not candidates:
+            return
+        companies = sorted({company for plan in candidates for company in (plan.company, person_set[plan.deal_id])
+                            if company})
+        accounts = {company: link.salesforce_id for company, link
+                    in self.store.links.get_many(LinkKind.ACCOUNT, Side.HUBSPOT, companies).items() if link.is_active}
+        agreeing = [plan for plan in candidates
+                    if (plan.opportunity or {}).get(ACCOUNT_FIELD) == accounts.get(str(plan.company))
+                    and (person_set[plan.deal_id] is None or person_set[plan.deal_id] in accounts)]
+        if not agreeing:
+            return
+        history = self.salesforce.field_history([str(plan.opportunity_id) for plan in agreeing])
+        integration = self.context.integration_user_id()
+        for plan in agreeing:
+            row = history.get(str(plan.opportunity_id), {}).get(HISTORY_FIELD_NAMES[ACCOUNT_FIELD])
+            if row is None:
+                continue
+            changed_at, changed_by = row
+            by_dealsync = bool(integration and changed_by and sf_id_18(changed_by) == sf_id_18(integration))
+            if by_dealsync or parse_datetime(changed_at) < self._companies_changed_at[plan.deal_id]:
+                plan.company_put_back = (plan.company, person_set[plan.deal_id])
+                plan.company = person_set[plan.deal_id]
+                logger.info("company put back on the deal from an older Salesforce change: the person's is the later",
+                            extra={"deal_id": plan.deal_id, "company_id": plan.company})
+
+    def _write_companies_put_back(self, plans: Sequence[_Plan]) -> None:
+        """The person's company back on the deals ``_companies_put_back`` found, once Salesforce has it."""
+        fixed = [(plan, plan.company_put_back) for plan in plans
+                 if plan.company_put_back is not None and not plan.failed and plan.company_applied]
+        removed = [(plan.deal_id, before) for plan, (before, _) in fixed if before]
+        added = [(plan.deal_id, person, DEAL_TO_PRIMARY_COMPANY) for plan, (_, person) in fixed if person]
+        if removed:
+            self.hubspot.associations_archive("deals", "companies", removed)
+        if added:
+            self.hubspot.associations_create("deals", "companies", added)
 
     # --- writes ------------------------------------------------------------------------------------
     def _apply_results(self, plans: Sequence[_Plan], results: Sequence[dict[str, Any]], keys: Sequence[str],
@@ -1010,10 +1065,11 @@ def sync_deals(context: SyncContext, deal_ids: Sequence[str], *, merges: Mapping
                associations_for: Collection[str] | None = None, source: str = "hubspot_changes",
                companies_changed_at: Mapping[str, datetime] | None = None,
                contacts_changed_at: Mapping[str, Mapping[str, datetime]] | None = None,
-               contacts_removed: Mapping[str, Collection[str]] | None = None) -> SyncReport:
+               contacts_removed: Mapping[str, Collection[str]] | None = None,
+               primary_companies: Mapping[str, str | None] | None = None) -> SyncReport:
     return DealSync(context).sync(deal_ids, merges=merges, associations_for=associations_for, source=source,
                                   companies_changed_at=companies_changed_at, contacts_changed_at=contacts_changed_at,
-                                  contacts_removed=contacts_removed)
+                                  contacts_removed=contacts_removed, primary_companies=primary_companies)
 
 
 __all__ = ["ContactDiff", "DealSync", "associated_ids", "contact_diff", "contacts_shadow", "primary_company",

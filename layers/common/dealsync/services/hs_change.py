@@ -42,6 +42,8 @@ class DealWork:
     ignored: int = 0
     contact_stages: dict[str, tuple[str, int]] = field(default_factory=dict)  # contact id -> (stage, occurredAt)
     companies_changed_at: dict[str, int] = field(default_factory=dict)  # deal id -> a person's latest occurredAt
+    # deal id -> (occurredAt, the primary company a person's latest change of it left on the deal; None: none)
+    primary_companies: dict[str, tuple[int, str | None]] = field(default_factory=dict)
     # deal id -> HubSpot contact id -> the occurredAt of a person's latest change of that association
     contacts_changed_at: dict[str, dict[str, int]] = field(default_factory=dict)
     # deal id -> the HubSpot contacts whose latest change by a person took them off the deal
@@ -87,6 +89,12 @@ def _note_association_time(event: HubSpotWebhookEvent, work: DealWork) -> None:
     deal_id, kind = str(event.object_id), str(event.association_type or "").upper()
     if "COMPANY" in kind:
         work.companies_changed_at[deal_id] = max(event.occurred_at, work.companies_changed_at.get(deal_id, 0))
+        if event.is_primary_association and event.to_object_id is not None:
+            company = None if event.association_removed else str(event.to_object_id)
+            seen = work.primary_companies.get(deal_id)
+            # A new primary company takes the old one's place in the same moment: the addition is the latest.
+            if seen is None or (event.occurred_at, company is not None) >= (seen[0], seen[1] is not None):
+                work.primary_companies[deal_id] = (event.occurred_at, company)
     elif "CONTACT" in kind and event.to_object_id is not None:
         contacts = work.contacts_changed_at.setdefault(deal_id, {})
         contact_id = str(event.to_object_id)
@@ -131,7 +139,9 @@ def process_hubspot_changes(records: Sequence[Mapping[str, Any]], context: SyncC
                                 contacts_changed_at={deal_id: {contact_id: parse_datetime(moment)
                                                                for contact_id, moment in contacts.items()}
                                                      for deal_id, contacts in work.contacts_changed_at.items()},
-                                contacts_removed=work.contacts_removed)
+                                contacts_removed=work.contacts_removed,
+                                primary_companies={deal_id: company for deal_id, (_, company)
+                                                   in work.primary_companies.items()})
         except PermanentCrmError as error:  # the whole batch: recorded once, not redelivered in a loop
             record_batch_failure(context, DEAL_RECORD_TYPE, sorted(work.deals), error)
         else:
