@@ -519,12 +519,18 @@ def test_a_salesforce_change_made_between_the_syncs_read_and_its_write_is_not_ov
     assert _deal(sync_world, deal_id)["properties"]["amount"] == "900"
 
 
+def _linked_company(world: SyncWorld, name: str) -> tuple[str, str]:
+    """Another account and its company, linked: (account id, company id)."""
+    account = world.salesforce.create("Account", {"Name": name})
+    company = str(world.hubspot.load({"companies": [{"name": name, "salesforce_account_id": account}]})[
+        "companies"][0])
+    world.context.store.links.create(LinkKind.ACCOUNT, account, company)
+    return account, company
+
+
 def test_a_company_set_again_in_hubspot_after_the_account_changed_reaches_salesforce(
         sync_world: SyncWorld, hubspot_contacts: list[str]) -> None:
-    other_account = sync_world.salesforce.create("Account", {"Name": "Globex"})
-    other_company = str(sync_world.hubspot.load(
-        {"companies": [{"name": "Globex", "salesforce_account_id": other_account}]})["companies"][0])
-    sync_world.context.store.links.create(LinkKind.ACCOUNT, other_account, other_company)
+    other_account, other_company = _linked_company(sync_world, "Globex")
     deal_id, opportunity_id = _paired_deal(sync_world, "Company back and forth", hubspot_contacts[:1])
     # A person moves the opportunity to Globex; its notifications are held back (its sync is run below).
     with sync_world.salesforce_unheard():
@@ -549,10 +555,7 @@ def test_a_company_set_again_in_hubspot_after_the_account_changed_reaches_salesf
 
 def test_a_company_dealsync_put_back_before_a_persons_later_hubspot_change_came_is_replaced(
         sync_world: SyncWorld, hubspot_contacts: list[str]) -> None:
-    other_account = sync_world.salesforce.create("Account", {"Name": "Initech"})
-    other_company = str(sync_world.hubspot.load(
-        {"companies": [{"name": "Initech", "salesforce_account_id": other_account}]})["companies"][0])
-    sync_world.context.store.links.create(LinkKind.ACCOUNT, other_account, other_company)
+    other_account, other_company = _linked_company(sync_world, "Initech")
     deal_id, opportunity_id = _paired_deal(sync_world, "Company put back", hubspot_contacts[:1])
     # A person moves the opportunity to Initech; the deal follows.
     sync_world.salesforce.update("Opportunity", opportunity_id, {"AccountId": other_account})

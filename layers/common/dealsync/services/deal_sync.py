@@ -619,20 +619,29 @@ class DealSync:
                  and link.is_active and (plan.opportunity or {}).get(ACCOUNT_FIELD) != link.salesforce_id]
         if not moved:
             return set()
-        history = self.salesforce.field_history([str(plan.opportunity_id) for plan in moved])
-        integration = self.context.integration_user_id()
-        set_again: set[str] = set()
+        set_again = self._company_changed_later_in_hubspot(moved)
         for plan in moved:
+            if plan.deal_id in set_again:
+                logger.info("company set again in HubSpot after the account changed: HubSpot's is the later change",
+                            extra={"deal_id": plan.deal_id, "opportunity_id": plan.opportunity_id})
+        return set_again
+
+    def _company_changed_later_in_hubspot(self, plans: Sequence[_Plan]) -> set[str]:
+        """The deals (of these linked ones) whose company a person changed in HubSpot (the webhook's time) after
+        the opportunity's account last changed, by the account's field history; an account dealsync set last
+        is no person's change. Without a history row: not known, not included."""
+        history = self.salesforce.field_history([str(plan.opportunity_id) for plan in plans])
+        integration = self.context.integration_user_id()
+        later: set[str] = set()
+        for plan in plans:
             row = history.get(str(plan.opportunity_id), {}).get(HISTORY_FIELD_NAMES[ACCOUNT_FIELD])
             if row is None:
                 continue
             changed_at, changed_by = row
             by_dealsync = bool(integration and changed_by and sf_id_18(changed_by) == sf_id_18(integration))
-            if by_dealsync or self._companies_changed_at[plan.deal_id] > parse_datetime(changed_at):
-                set_again.add(plan.deal_id)
-                logger.info("company set again in HubSpot after the account changed: HubSpot's is the later change",
-                            extra={"deal_id": plan.deal_id, "opportunity_id": plan.opportunity_id})
-        return set_again
+            if by_dealsync or parse_datetime(changed_at) < self._companies_changed_at[plan.deal_id]:
+                later.add(plan.deal_id)
+        return later
 
     def _companies_put_back(self, plans: Sequence[_Plan]) -> None:
         """Deals on which both sides agree on the company only because dealsync put Salesforce's older account
@@ -655,15 +664,9 @@ class DealSync:
                     and (person_set[plan.deal_id] is None or person_set[plan.deal_id] in accounts)]
         if not agreeing:
             return
-        history = self.salesforce.field_history([str(plan.opportunity_id) for plan in agreeing])
-        integration = self.context.integration_user_id()
+        later = self._company_changed_later_in_hubspot(agreeing)
         for plan in agreeing:
-            row = history.get(str(plan.opportunity_id), {}).get(HISTORY_FIELD_NAMES[ACCOUNT_FIELD])
-            if row is None:
-                continue
-            changed_at, changed_by = row
-            by_dealsync = bool(integration and changed_by and sf_id_18(changed_by) == sf_id_18(integration))
-            if by_dealsync or parse_datetime(changed_at) < self._companies_changed_at[plan.deal_id]:
+            if plan.deal_id in later:
                 plan.company_put_back = (plan.company, person_set[plan.deal_id])
                 plan.company = person_set[plan.deal_id]
                 logger.info("company put back on the deal from an older Salesforce change: the person's is the later",
