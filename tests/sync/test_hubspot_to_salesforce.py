@@ -580,6 +580,14 @@ def test_a_company_dealsync_put_back_before_a_persons_later_hubspot_change_came_
     sync_world.settle()
     assert (sync_world.salesforce.get("Opportunity", opportunity_id) or {}).get("AccountId") == sync_world.account_id
     assert sync_world.associations(deal_id, "companies") == {sync_world.company_id}
+    # A stale delivery comes last: only the first half of the person's move (Initech taken off). The worker has
+    # seen a later change of the deal's company: this one is not the person's latest, and changes nothing.
+    report = sync_deals(sync_world.context, [deal_id], associations_for=[deal_id], source="test",
+                        companies_changed_at={deal_id: moved_at - timedelta(milliseconds=40)},
+                        primary_companies={deal_id: None})
+    assert not report.retry
+    assert (sync_world.salesforce.get("Opportunity", opportunity_id) or {}).get("AccountId") == sync_world.account_id
+    assert sync_world.associations(deal_id, "companies") == {sync_world.company_id}
 
 
 def _primary_company_spec() -> dict[str, Any]:

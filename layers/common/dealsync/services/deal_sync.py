@@ -59,7 +59,7 @@ from dealsync.services.records import (
     update_rollup_projection,
 )
 from dealsync.store import StaleShadowError
-from dealsync.store.association_times import COMPANY
+from dealsync.store.association_times import COMPANY, AssociationTimes
 from dealsync.store.dynamo import now_utc
 
 ROLLUP_FIELDS = frozenset({"Amount", "StageName", "CloseDate"})  # what the contact rollups read
@@ -184,6 +184,7 @@ class DealSync:
         self._contacts_changed_at: dict[str, dict[str, datetime]] = {}
         self._contacts_removed: dict[str, set[str]] = {}
         self._primary_companies: dict[str, str | None] = {}
+        self._noted_times: dict[str, AssociationTimes] | None = None  # read when first needed
 
     # --- entry point -----------------------------------------------------------------------------
     def sync(self, deal_ids: Sequence[str], *, merges: Mapping[str, Sequence[str]] | None = None,
@@ -666,11 +667,22 @@ class DealSync:
             return
         later = self._company_changed_later_in_hubspot(agreeing)
         for plan in agreeing:
-            if plan.deal_id in later:
+            if plan.deal_id in later and not self._noted_later(plan.deal_id, COMPANY,
+                                                               self._companies_changed_at[plan.deal_id]):
                 plan.company_put_back = (plan.company, person_set[plan.deal_id])
                 plan.company = person_set[plan.deal_id]
                 logger.info("company put back on the deal from an older Salesforce change: the person's is the later",
                             extra={"deal_id": plan.deal_id, "company_id": plan.company})
+
+    def _noted_later(self, deal_id: str, target: str, moment: datetime) -> bool:
+        """Whether the HubSpot worker noted a person's change of this association (``COMPANY`` or a contact)
+        later than ``moment``, from another batch's webhooks: this batch's change is then not the latest."""
+        if self._noted_times is None:
+            self._noted_times = self.store.association_times.for_deals(
+                sorted({*self._companies_changed_at, *self._contacts_changed_at}))
+        times = self._noted_times.get(deal_id)
+        noted = None if times is None else (times.company if target == COMPANY else times.contacts.get(target))
+        return noted is not None and noted > moment
 
     def _write_companies_put_back(self, plans: Sequence[_Plan]) -> None:
         """The person's company back on the deals ``_companies_put_back`` found, once Salesforce has it."""
@@ -934,6 +946,8 @@ class DealSync:
         if times is None:
             return False
         hubspot_at, salesforce_at = times
+        if self._noted_later(plan.deal_id, hubspot_id, hubspot_at):
+            return False
         earlier = salesforce_at is not None and salesforce_at < hubspot_at
         if earlier:
             logger.info("association put back on the deal from an older Salesforce change: the person's is the "
