@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
+from dealsync import faultpoints
 from dealsync.models.domain import ErrorCategory, FieldMapping, LinkKind, LinkStatus, StageMapping, SyncRule
 from dealsync.services.contacts import link_contacts
 from dealsync.services.deal_sync import sync_deals
-from dealsync.services.opportunity_sync import sync_opportunities
+from dealsync.services.opportunity_sync import SyncReport, sync_opportunities
 from dealsync.services.records import CONTACTS_KEY, UNIQUE_PROPERTY, joined, split
 from dealsync_local.hubspot.common import COMPANIES, CONTACTS, DEALS
 from tests.sync.conftest import SyncWorld
@@ -571,10 +572,22 @@ def test_a_company_dealsync_put_back_before_a_persons_later_hubspot_change_came_
         store.associate(DEALS, int(deal_id), COMPANIES, int(sync_world.company_id), [_primary_company_spec()], person)
         store.dissociate(DEALS, int(deal_id), COMPANIES, int(sync_world.company_id), None, integration)
         store.associate(DEALS, int(deal_id), COMPANIES, int(other_company), [_primary_company_spec()], integration)
-    # The person's webhooks come: both sides have Initech, but the person's Acme is the later change.
-    report = sync_deals(sync_world.context, [deal_id], associations_for=[deal_id], source="test",
-                        companies_changed_at={deal_id: moved_at}, primary_companies={deal_id: sync_world.company_id})
-    assert not report.retry
+    # The person's webhooks come: both sides have Initech, but the person's Acme is the later change. The
+    # first worker dies right after its Salesforce write; the delivery comes again.
+    def deliver() -> SyncReport:
+        return sync_deals(sync_world.context, [deal_id], associations_for=[deal_id], source="test",
+                          companies_changed_at={deal_id: moved_at}, primary_companies={deal_id: sync_world.company_id})
+
+    def die(point: str) -> None:
+        raise faultpoints.SimulatedCrash(point)
+
+    faultpoints.install(die)
+    try:
+        with pytest.raises(faultpoints.SimulatedCrash):
+            deliver()
+    finally:
+        faultpoints.install(None)
+    assert not deliver().retry
     assert (sync_world.salesforce.get("Opportunity", opportunity_id) or {}).get("AccountId") == sync_world.account_id
     assert sync_world.associations(deal_id, "companies") == {sync_world.company_id}
     sync_world.settle()

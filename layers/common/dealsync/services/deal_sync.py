@@ -277,11 +277,11 @@ class DealSync:
         self._associations(plans)
         plans = self._unchanged_since_read(plans, specs, report)
         plans = self._write_ahead(plans, specs, report)
+        self._write_companies_put_back(plans)
         self._write_new(plans, report)
         self._write_existing(plans, report)
         reach(DEAL_SYNC_AFTER_SALESFORCE_WRITE)  # a no-op outside the soak (dealsync.faultpoints)
         self._write_roles(plans)
-        self._write_companies_put_back(plans)
         self._write_hubspot(plans)
         self._save_links(plans, report)
         self._record_errors(plans, report)
@@ -682,12 +682,14 @@ class DealSync:
                 sorted({*self._companies_changed_at, *self._contacts_changed_at}))
         times = self._noted_times.get(deal_id)
         noted = None if times is None else (times.company if target == COMPANY else times.contacts.get(target))
-        return noted is not None and noted > moment
+        return noted is not None and _milliseconds(noted) > _milliseconds(moment)  # kept to the millisecond
 
     def _write_companies_put_back(self, plans: Sequence[_Plan]) -> None:
-        """The person's company back on the deals ``_companies_put_back`` found, once Salesforce has it."""
+        """The person's company back on the deals ``_companies_put_back`` found, before Salesforce gets it: a
+        worker that dies in between leaves the deal changed against the shadow, which the next sync brings to
+        Salesforce (the other way round, the account dealsync set would pass for HubSpot's later change)."""
         fixed = [(plan, plan.company_put_back) for plan in plans
-                 if plan.company_put_back is not None and not plan.failed and plan.company_applied]
+                 if plan.company_put_back is not None and plan.company_applied]
         removed = [(plan.deal_id, before) for plan, (before, _) in fixed if before]
         added = [(plan.deal_id, person, DEAL_TO_PRIMARY_COMPANY) for plan, (_, person) in fixed if person]
         if removed:
