@@ -160,7 +160,7 @@ class _Plan:
     hubspot_properties: dict[str, str] = field(default_factory=dict)
     applied_contacts: set[str] = field(default_factory=set)  # additions now in Salesforce
     company_applied: bool = True
-    # (the company on the deal, the person's): a person's later HubSpot change dealsync's older write undid
+    # (the company on the deal, the one it gets back): the later change, which the deal does not show
     company_put_back: tuple[str | None, str | None] | None = None
     failed: bool = False  # the opportunity write failed: no shadow saved
     roles_changed: bool = False
@@ -580,6 +580,7 @@ class DealSync:
         company_sync = self.context.toggles().company_sync
         if company_sync:
             self._companies_put_back(plans)
+            self._companies_taken_back(plans)
         wanted = sorted({plan.company for plan in plans if plan.company})
         accounts = self.store.links.get_many(LinkKind.ACCOUNT, Side.HUBSPOT, wanted) if company_sync else {}
         set_again = self._companies_set_again(plans) if company_sync else set()
@@ -631,18 +632,50 @@ class DealSync:
         """The deals (of these linked ones) whose company a person changed in HubSpot (the webhook's time) after
         the opportunity's account last changed, by the account's field history; an account dealsync set last
         is no person's change. Without a history row: not known, not included."""
+        return {deal_id for deal_id, (changed_at, by_dealsync) in self._account_changes(plans).items()
+                if by_dealsync or changed_at < self._companies_changed_at[deal_id]}
+
+    def _account_changes(self, plans: Sequence[_Plan]) -> dict[str, tuple[datetime, bool]]:
+        """Deal id -> when its opportunity's account last changed (field history) and whether dealsync changed
+        it; the opportunities without a history row are left out."""
         history = self.salesforce.field_history([str(plan.opportunity_id) for plan in plans])
         integration = self.context.integration_user_id()
-        later: set[str] = set()
+        changes: dict[str, tuple[datetime, bool]] = {}
         for plan in plans:
             row = history.get(str(plan.opportunity_id), {}).get(HISTORY_FIELD_NAMES[ACCOUNT_FIELD])
-            if row is None:
+            changed_at = parse_datetime(row[0]) if row is not None else None
+            if row is None or changed_at is None:
                 continue
-            changed_at, changed_by = row
-            by_dealsync = bool(integration and changed_by and sf_id_18(changed_by) == sf_id_18(integration))
-            if by_dealsync or parse_datetime(changed_at) < self._companies_changed_at[plan.deal_id]:
-                later.add(plan.deal_id)
-        return later
+            changes[plan.deal_id] = (changed_at, bool(integration and row[1]
+                                                      and sf_id_18(row[1]) == sf_id_18(integration)))
+        return changes
+
+    def _companies_taken_back(self, plans: Sequence[_Plan]) -> None:
+        """Deals whose company a person changed in HubSpot while, later, a person changed the opportunity's
+        account and set it back to the agreed one (A → B → A in Salesforce: its field history says when):
+        Salesforce's is the later change, and the deal gets the agreed company back."""
+        candidates = [plan for plan in plans
+                      if plan.link is not None and plan.opportunity is not None and plan.company_put_back is None
+                      and plan.deal_id in self._companies_changed_at
+                      and plan.company != _text(plan.shadow.get(COMPANY_KEY))]
+        if not candidates:
+            return
+        agreed = {company: link.salesforce_id for company, link in self.store.links.get_many(
+            LinkKind.ACCOUNT, Side.HUBSPOT, sorted({str(plan.shadow[COMPANY_KEY]) for plan in candidates
+                                                    if plan.shadow.get(COMPANY_KEY)})).items() if link.is_active}
+        holding = [plan for plan in candidates if (plan.opportunity or {}).get(ACCOUNT_FIELD) == (
+            agreed.get(str(plan.shadow[COMPANY_KEY])) if plan.shadow.get(COMPANY_KEY) else None)]
+        if not holding:
+            return
+        changes = self._account_changes(holding)
+        for plan in holding:
+            changed_at, by_dealsync = changes.get(plan.deal_id, (None, True))
+            if by_dealsync or changed_at is None or changed_at <= self._companies_changed_at[plan.deal_id]:
+                continue
+            before = _text(plan.shadow.get(COMPANY_KEY))
+            plan.company_put_back, plan.company = (plan.company, before), before
+            logger.info("account set again in Salesforce after HubSpot's company change: Salesforce's is the later",
+                        extra={"deal_id": plan.deal_id, "company_id": before})
 
     def _companies_put_back(self, plans: Sequence[_Plan]) -> None:
         """Deals on which both sides agree on the company only because dealsync put Salesforce's older account
