@@ -412,3 +412,11 @@ def test_association_times_keep_a_persons_latest_change_of_each_association(stor
     assert dict(found["9001"].contacts) == {"501": moment + timedelta(milliseconds=4_000)}
     assert found["9002"].company is None
     assert dict(found["9002"].contacts) == {"502": moment + timedelta(milliseconds=5_000)}
+    # dealsync's own writes of associations are kept beside a person's, not mixed with them.
+    times.note_own("9001", ["company", "501"], 6_000)
+    times.note_own("9001", [], 7_000)  # nothing written: nothing noted
+    found = times.for_deals(["9001"])
+    assert found["9001"].company == moment + timedelta(milliseconds=2_000)
+    assert dict(found["9001"].contacts) == {"501": moment + timedelta(milliseconds=4_000)}
+    assert found["9001"].own_company == moment + timedelta(milliseconds=6_000)
+    assert dict(found["9001"].own_contacts) == {"501": moment + timedelta(milliseconds=6_000)}

@@ -17,6 +17,7 @@ from dealsync.services.contacts import link_contacts
 from dealsync.services.deal_sync import sync_deals
 from dealsync.services.opportunity_sync import SyncReport, sync_opportunities
 from dealsync.services.records import CONTACTS_KEY, UNIQUE_PROPERTY, joined, split
+from dealsync.store.association_times import COMPANY
 from dealsync_local.hubspot.common import COMPANIES, CONTACTS, DEALS
 from tests.sync.conftest import SyncWorld
 
@@ -572,6 +573,8 @@ def test_a_company_dealsync_put_back_before_a_persons_later_hubspot_change_came_
         store.associate(DEALS, int(deal_id), COMPANIES, int(sync_world.company_id), [_primary_company_spec()], person)
         store.dissociate(DEALS, int(deal_id), COMPANIES, int(sync_world.company_id), None, integration)
         store.associate(DEALS, int(deal_id), COMPANIES, int(other_company), [_primary_company_spec()], integration)
+    sync_world.context.store.association_times.note_own(deal_id, [COMPANY],
+                                                         round(datetime.now(UTC).timestamp() * 1000) + 1)
     # The person's webhooks come: both sides have Initech, but the person's Acme is the later change. The
     # first worker dies right after its Salesforce write; the delivery comes again.
     def deliver() -> SyncReport:
@@ -793,17 +796,34 @@ def test_a_contact_dealsync_put_back_before_a_persons_later_hubspot_change_came_
                                                             "ContactId": sync_world.contact_ids[1]})
     sync_world.settle()
     assert sync_world.associations(deal_id, "contacts") == {first, second}
+    times = sync_world.context.store.association_times
+    assert second in times.for_deals([deal_id])[deal_id].own_contacts  # the Salesforce side noted its write
     time.sleep(1.1)  # Salesforce keeps times to the second: what follows is plainly later
+    person, integration = sync_world.hubspot.person_source, sync_world.hubspot.integration_source
+
+    def removal_delivered(removed_at: datetime) -> None:
+        report = sync_deals(sync_world.context, [deal_id], associations_for=[deal_id], source="test",
+                            contacts_changed_at={deal_id: {second: removed_at}}, contacts_removed={deal_id: {second}})
+        assert not report.retry
+
+    # A person takes the contact off the deal and puts it back; the removal's webhook comes first (the other is
+    # on its way): the deal shows the person's own later change, not dealsync's, and nothing changes.
+    removed_at = datetime.now(UTC)
+    with sync_world.hubspot_unheard() as store:
+        store.dissociate(DEALS, int(deal_id), CONTACTS, int(second), None, person)
+        store.associate(DEALS, int(deal_id), CONTACTS, int(second), None, person)
+    removal_delivered(removed_at)
+    assert sync_world.associations(deal_id, "contacts") == {first, second}
+    assert len(_role_ids(sync_world, opportunity_id, sync_world.contact_ids[1])) == 1
     # Later, a person takes the contact off the deal; before that webhook reaches the HubSpot worker, a
     # Salesforce → HubSpot sync from an older read puts it back (as dealsync, whose webhooks are echoes).
     removed_at = datetime.now(UTC)
     with sync_world.hubspot_unheard() as store:
-        store.dissociate(DEALS, int(deal_id), CONTACTS, int(second), None, sync_world.hubspot.person_source)
-        store.associate(DEALS, int(deal_id), CONTACTS, int(second), None, sync_world.hubspot.integration_source)
+        store.dissociate(DEALS, int(deal_id), CONTACTS, int(second), None, person)
+        store.associate(DEALS, int(deal_id), CONTACTS, int(second), None, integration)
+    times.note_own(deal_id, [second], round(datetime.now(UTC).timestamp() * 1000) + 1)
     # The person's webhook comes: both sides have the contact, but the person's change is the later one.
-    report = sync_deals(sync_world.context, [deal_id], associations_for=[deal_id], source="test",
-                        contacts_changed_at={deal_id: {second: removed_at}}, contacts_removed={deal_id: {second}})
-    assert not report.retry
+    removal_delivered(removed_at)
     assert _role_ids(sync_world, opportunity_id, sync_world.contact_ids[1]) == []
     assert sync_world.associations(deal_id, "contacts") == {first}
     link = sync_world.context.store.links.get_by_hubspot_id(LinkKind.OPPORTUNITY, deal_id)

@@ -700,8 +700,9 @@ class DealSync:
             return
         later = self._company_changed_later_in_hubspot(agreeing)
         for plan in agreeing:
-            if plan.deal_id in later and not self._noted_later(plan.deal_id, COMPANY,
-                                                               self._companies_changed_at[plan.deal_id]):
+            moment = self._companies_changed_at[plan.deal_id]
+            if (plan.deal_id in later and not self._noted_later(plan.deal_id, COMPANY, moment)
+                    and self._written_since(plan.deal_id, COMPANY, moment)):
                 plan.company_put_back = (plan.company, person_set[plan.deal_id])
                 plan.company = person_set[plan.deal_id]
                 logger.info("company put back on the deal from an older Salesforce change: the person's is the later",
@@ -710,12 +711,23 @@ class DealSync:
     def _noted_later(self, deal_id: str, target: str, moment: datetime) -> bool:
         """Whether the HubSpot worker noted a person's change of this association (``COMPANY`` or a contact)
         later than ``moment``, from another batch's webhooks: this batch's change is then not the latest."""
-        if self._noted_times is None:
-            self._noted_times = self.store.association_times.for_deals(
-                sorted({*self._companies_changed_at, *self._contacts_changed_at}))
-        times = self._noted_times.get(deal_id)
+        times = self._noted(deal_id)
         noted = None if times is None else (times.company if target == COMPANY else times.contacts.get(target))
         return noted is not None and _milliseconds(noted) > _milliseconds(moment)  # kept to the millisecond
+
+    def _written_since(self, deal_id: str, target: str, moment: datetime) -> bool:
+        """Whether the Salesforce → HubSpot direction wrote this association after ``moment``: what the deal shows
+        is then dealsync's write, not a person's later change whose webhook is still on its way."""
+        times = self._noted(deal_id)
+        written = None if times is None else (
+            times.own_company if target == COMPANY else times.own_contacts.get(target))
+        return written is not None and _milliseconds(written) > _milliseconds(moment)
+
+    def _noted(self, deal_id: str) -> AssociationTimes | None:
+        if self._noted_times is None:  # read once, when first needed
+            self._noted_times = self.store.association_times.for_deals(
+                sorted({*self._companies_changed_at, *self._contacts_changed_at}))
+        return self._noted_times.get(deal_id)
 
     def _write_companies_put_back(self, plans: Sequence[_Plan]) -> None:
         """The person's company back on the deals ``_companies_put_back`` found, before Salesforce gets it: a
@@ -981,7 +993,8 @@ class DealSync:
         if times is None:
             return False
         hubspot_at, salesforce_at = times
-        if self._noted_later(plan.deal_id, hubspot_id, hubspot_at):
+        if self._noted_later(plan.deal_id, hubspot_id, hubspot_at) or not self._written_since(
+                plan.deal_id, hubspot_id, hubspot_at):
             return False
         earlier = salesforce_at is not None and salesforce_at < hubspot_at
         if earlier:

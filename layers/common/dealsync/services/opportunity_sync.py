@@ -59,6 +59,7 @@ from dealsync.services.records import (
     update_rollup_projection,
 )
 from dealsync.store import StaleShadowError
+from dealsync.store.association_times import COMPANY
 from dealsync.store.dynamo import now_utc
 
 # An opportunity dealsync created from a deal a moment ago, not linked yet, is being paired by the HubSpot →
@@ -219,7 +220,7 @@ class OpportunitySync:
         self._write_deals(plans, report, adopt=importing)
         reach(OPPORTUNITY_SYNC_AFTER_HUBSPOT_WRITE)  # a no-op outside the soak (dealsync.faultpoints)
         self._write_salesforce(plans, report, defer_deal_ids=importing)
-        self._write_associations(plans)
+        self._write_associations(plans, note_times=not importing)
         if importing:
             # Thousands of records at a time: their errors are read by key in bulk, not one query each,
             # and an opportunity never seen before (no link, no error) has no rollup rows to look up.
@@ -556,7 +557,9 @@ class OpportunitySync:
                 report.created.remove(plan.opportunity_id)
             plan.deal_id = None
 
-    def _write_associations(self, plans: Sequence[_Plan]) -> None:
+    def _write_associations(self, plans: Sequence[_Plan], *, note_times: bool = True) -> None:
+        """The deals' contacts and company as Salesforce's, and (``note_times``; an import's new deals no person
+        has touched need not) when dealsync wrote them, for the HubSpot worker (store/association_times)."""
         create_contacts: list[tuple[str, str, int]] = []
         remove_contacts: list[tuple[str, str]] = []
         create_companies: list[tuple[str, str, int]] = []
@@ -586,6 +589,19 @@ class OpportunitySync:
             self.hubspot.associations_archive("deals", "companies", remove_companies)
         if create_companies:
             self.hubspot.associations_create("deals", "companies", create_companies)
+        if note_times:
+            written: dict[str, set[str]] = {}
+            for deal_id, contact_id, _ in create_contacts:
+                written.setdefault(deal_id, set()).add(contact_id)
+            for deal_id, contact_id in remove_contacts:
+                written.setdefault(deal_id, set()).add(contact_id)
+            for deal_id, _, _ in create_companies:
+                written.setdefault(deal_id, set()).add(COMPANY)
+            for deal_id, _ in remove_companies:
+                written.setdefault(deal_id, set()).add(COMPANY)
+            written_ms = round(now_utc().timestamp() * 1000)
+            for deal_id, targets in written.items():
+                self.store.association_times.note_own(deal_id, sorted(targets), written_ms)
 
     def _save_links(self, plans: Sequence[_Plan], report: SyncReport) -> None:
         taken: list[tuple[_Plan, Link, dict[str, ShadowValue]]] = []

@@ -4,6 +4,8 @@ HubSpot keeps no history of associations; its webhooks' occurredAt is the only t
 changes worker notes it here as the webhooks arrive, so that the Salesforce → HubSpot direction can tell
 an association a person changed in HubSpot after Salesforce's change (which it must not overwrite) from
 one Salesforce changed last. One item per deal, a number per association, expiring after a week.
+The Salesforce → HubSpot direction notes its own association writes in the same item (``own_``): the
+HubSpot worker then knows the deal shows dealsync's write, not a person's later change still on its way.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dealsync.store.dynamo import DynamoTable, Key
 TTL_SECONDS = 7 * 24 * 3600
 COMPANY = "company"
 _PREFIX = "at_"
+_OWN_PREFIX = "own_"
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,9 @@ class AssociationTimes:
 
     company: datetime | None = None
     contacts: Mapping[str, datetime] = field(default_factory=dict)
+    # When the Salesforce → HubSpot direction last wrote the company association, and each contact's.
+    own_company: datetime | None = None
+    own_contacts: Mapping[str, datetime] = field(default_factory=dict)
 
 
 def _key(deal_id: str) -> Key:
@@ -48,6 +54,15 @@ class AssociationTimesStore:
             names={"#at": f"{_PREFIX}{target}"},
             values={":at": int(occurred_ms), ":expires": int(time.time()) + TTL_SECONDS})
 
+    def note_own(self, deal_id: str, targets: Iterable[str], written_ms: int) -> None:
+        """dealsync wrote these associations of the deal (``COMPANY``, contact ids) at ``written_ms``."""
+        names = {f"#t{index}": f"{_OWN_PREFIX}{target}" for index, target in enumerate(dict.fromkeys(targets))}
+        if not names:
+            return
+        self.table.update(
+            _key(deal_id), "SET " + ", ".join(f"{name} = :at" for name in names) + ", expires_at = :expires",
+            names=names, values={":at": int(written_ms), ":expires": int(time.time()) + TTL_SECONDS})
+
     def for_deals(self, deal_ids: Iterable[str]) -> dict[str, AssociationTimes]:
         """The deals that have any (one read per 100 deals)."""
         items = self.table.batch_get([_key(deal_id) for deal_id in dict.fromkeys(deal_ids)], consistent=True)
@@ -56,6 +71,9 @@ class AssociationTimesStore:
             deal_id = str(item["pk"]).split("#", 1)[1]
             times = {name.removeprefix(_PREFIX): _moment(value) for name, value in item.items()
                      if name.startswith(_PREFIX)}
-            company = times.pop(COMPANY, None)
-            found[deal_id] = AssociationTimes(company=company, contacts=times)
+            own = {name.removeprefix(_OWN_PREFIX): _moment(value) for name, value in item.items()
+                   if name.startswith(_OWN_PREFIX)}
+            company, own_company = times.pop(COMPANY, None), own.pop(COMPANY, None)
+            found[deal_id] = AssociationTimes(company=company, contacts=times, own_company=own_company,
+                                              own_contacts=own)
         return found
