@@ -610,25 +610,41 @@ def test_an_account_set_again_in_salesforce_after_hubspots_company_change_goes_b
         sync_world: SyncWorld, hubspot_contacts: list[str]) -> None:
     other_account, other_company = _linked_company(sync_world, "Umbrella")
     deal_id, opportunity_id = _paired_deal(sync_world, "Account back and forth", hubspot_contacts[:1])
-    # A person moves the deal to Umbrella in HubSpot; its webhook is late (the sync is run below).
-    moved_at = datetime.now(UTC)
     person = sync_world.hubspot.person_source
-    with sync_world.hubspot_unheard() as store:
-        store.dissociate(DEALS, int(deal_id), COMPANIES, int(sync_world.company_id), None, person)
-        store.associate(DEALS, int(deal_id), COMPANIES, int(other_company), [_primary_company_spec()], person)
-    time.sleep(1.1)  # Salesforce keeps times to the second: what follows is plainly later
-    # Later, in Salesforce, a person moves the opportunity to Umbrella and back (A → B → A).
-    with sync_world.salesforce_unheard():
-        sync_world.salesforce.update("Opportunity", opportunity_id, {"AccountId": other_account})
-        sync_world.salesforce.update("Opportunity", opportunity_id, {"AccountId": sync_world.account_id})
-    report = sync_deals(sync_world.context, [deal_id], associations_for=[deal_id], source="test",
-                        companies_changed_at={deal_id: moved_at}, primary_companies={deal_id: other_company})
-    assert not report.retry
-    assert (sync_world.salesforce.get("Opportunity", opportunity_id) or {}).get("AccountId") == sync_world.account_id
-    assert sync_world.associations(deal_id, "companies") == {sync_world.company_id}
+
+    def moved_in_hubspot_then_back_and_forth_in_salesforce() -> datetime:
+        """A person moves the deal to Umbrella in HubSpot (its webhook is late: the sync is run by the test);
+        later, in Salesforce, a person moves the opportunity to Umbrella and back (A → B → A)."""
+        moved_at = datetime.now(UTC)
+        with sync_world.hubspot_unheard() as store:
+            store.dissociate(DEALS, int(deal_id), COMPANIES, int(sync_world.company_id), None, person)
+            store.associate(DEALS, int(deal_id), COMPANIES, int(other_company), [_primary_company_spec()], person)
+        time.sleep(1.1)  # Salesforce keeps times to the second: what follows is plainly later
+        with sync_world.salesforce_unheard():
+            sync_world.salesforce.update("Opportunity", opportunity_id, {"AccountId": other_account})
+            sync_world.salesforce.update("Opportunity", opportunity_id, {"AccountId": sync_world.account_id})
+        return moved_at
+
+    def delivered(moved_at: datetime) -> None:
+        report = sync_deals(sync_world.context, [deal_id], associations_for=[deal_id], source="test",
+                            companies_changed_at={deal_id: moved_at}, primary_companies={deal_id: other_company})
+        assert not report.retry
+
+    def company_on_both_sides(account_id: str, company_id: str) -> None:
+        assert (sync_world.salesforce.get("Opportunity", opportunity_id) or {}).get("AccountId") == account_id
+        assert sync_world.associations(deal_id, "companies") == {company_id}
+
+    delivered(moved_in_hubspot_then_back_and_forth_in_salesforce())
+    company_on_both_sides(sync_world.account_id, sync_world.company_id)
     sync_world.settle()
-    assert (sync_world.salesforce.get("Opportunity", opportunity_id) or {}).get("AccountId") == sync_world.account_id
-    assert sync_world.associations(deal_id, "companies") == {sync_world.company_id}
+    company_on_both_sides(sync_world.account_id, sync_world.company_id)
+    # Again; but a person changed the deal's company once more after Salesforce's change (another delivery
+    # noted it), and this delivery is a stale one: HubSpot's is the later change, and goes to Salesforce.
+    moved_at = moved_in_hubspot_then_back_and_forth_in_salesforce()
+    time.sleep(1.1)
+    sync_world.context.store.association_times.note(deal_id, COMPANY, round(datetime.now(UTC).timestamp() * 1000))
+    delivered(moved_at)
+    company_on_both_sides(other_account, other_company)
 
 
 def _primary_company_spec() -> dict[str, Any]:

@@ -633,7 +633,8 @@ class DealSync:
         the opportunity's account last changed, by the account's field history; an account dealsync set last
         is no person's change. Without a history row: not known, not included."""
         return {deal_id for deal_id, (changed_at, by_dealsync) in self._account_changes(plans).items()
-                if by_dealsync or changed_at < self._companies_changed_at[deal_id]}
+                if by_dealsync or changed_at < (self._person_changed_at(deal_id, COMPANY)
+                                                or self._companies_changed_at[deal_id])}
 
     def _account_changes(self, plans: Sequence[_Plan]) -> dict[str, tuple[datetime, bool]]:
         """Deal id -> when its opportunity's account last changed (field history) and whether dealsync changed
@@ -670,7 +671,8 @@ class DealSync:
         changes = self._account_changes(holding)
         for plan in holding:
             changed_at, by_dealsync = changes.get(plan.deal_id, (None, True))
-            if by_dealsync or changed_at is None or changed_at <= self._companies_changed_at[plan.deal_id]:
+            hubspot_at = self._person_changed_at(plan.deal_id, COMPANY) or self._companies_changed_at[plan.deal_id]
+            if by_dealsync or changed_at is None or changed_at <= hubspot_at:
                 continue
             before = _text(plan.shadow.get(COMPANY_KEY))
             plan.company_put_back, plan.company = (plan.company, before), before
@@ -722,6 +724,17 @@ class DealSync:
         written = None if times is None else (
             times.own_company if target == COMPANY else times.own_contacts.get(target))
         return written is not None and _milliseconds(written) > _milliseconds(moment)
+
+    def _person_changed_at(self, deal_id: str, target: str) -> datetime | None:
+        """When a person last changed this association of the deal (``COMPANY`` or a contact) in HubSpot: this
+        batch's webhooks, or a later one the worker noted from another delivery (a batch may carry a stale one)."""
+        delivered = (self._companies_changed_at.get(deal_id) if target == COMPANY
+                     else self._contacts_changed_at.get(deal_id, {}).get(target))
+        if delivered is None:
+            return None
+        times = self._noted(deal_id)
+        noted = None if times is None else (times.company if target == COMPANY else times.contacts.get(target))
+        return noted if noted is not None and _milliseconds(noted) > _milliseconds(delivered) else delivered
 
     def _noted(self, deal_id: str) -> AssociationTimes | None:
         if self._noted_times is None:  # read once, when first needed
@@ -960,7 +973,7 @@ class DealSync:
                     deleted: bool) -> tuple[datetime, datetime | None] | None:
         """(when a person last changed the contact's association in HubSpot, when a person last changed its
         role in Salesforce), for a linked pair; None without HubSpot's time."""
-        hubspot_at = self._contacts_changed_at.get(plan.deal_id, {}).get(hubspot_id)
+        hubspot_at = self._person_changed_at(plan.deal_id, hubspot_id)
         if hubspot_at is None or plan.opportunity is None or plan.link is None:
             return None
         return hubspot_at, role_changed_at(plan.opportunity, salesforce_id, deleted=deleted,
@@ -989,13 +1002,13 @@ class DealSync:
         in Salesforce before it; a role dealsync made, or no time: no."""
         if (hubspot_id in self._contacts_removed.get(plan.deal_id, set())) != on_deal:
             return False  # the deal is as the person left it
+        delivered_at = self._contacts_changed_at.get(plan.deal_id, {}).get(hubspot_id)
+        if delivered_at is None or self._noted_later(plan.deal_id, hubspot_id, delivered_at):
+            return False  # not the person's latest change of it
         times = self._role_times(plan, salesforce_id, hubspot_id, deleted=not on_deal)
-        if times is None:
+        if times is None or not self._written_since(plan.deal_id, hubspot_id, times[0]):
             return False
         hubspot_at, salesforce_at = times
-        if self._noted_later(plan.deal_id, hubspot_id, hubspot_at) or not self._written_since(
-                plan.deal_id, hubspot_id, hubspot_at):
-            return False
         earlier = salesforce_at is not None and salesforce_at < hubspot_at
         if earlier:
             logger.info("association put back on the deal from an older Salesforce change: the person's is the "
