@@ -420,3 +420,7 @@ def test_association_times_keep_a_persons_latest_change_of_each_association(stor
     assert dict(found["9001"].contacts) == {"501": moment + timedelta(milliseconds=4_000)}
     assert found["9001"].own_company == moment + timedelta(milliseconds=6_000)
     assert dict(found["9001"].own_contacts) == {"501": moment + timedelta(milliseconds=6_000)}
+    times.note_roles_deleted("9001", ["501"], 8_000)  # and the roles it deleted, apart again
+    found = times.for_deals(["9001"])
+    assert dict(found["9001"].roles_deleted) == {"501": moment + timedelta(milliseconds=8_000)}
+    assert dict(found["9001"].own_contacts) == {"501": moment + timedelta(milliseconds=6_000)}

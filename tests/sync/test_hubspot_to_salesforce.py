@@ -672,6 +672,11 @@ def test_a_contact_role_salesforce_took_back_after_hubspots_change_is_the_later_
         role_id = sync_world.salesforce.create("OpportunityContactRole", {
             "OpportunityId": opportunity_id, "ContactId": sync_world.contact_ids[1]})
         sync_world.salesforce.delete("OpportunityContactRole", role_id)
+    # Another change of the deal is synced first: the pair is saved after the role's deletion (which is still
+    # a person's, not dealsync's).
+    with sync_world.hubspot_unheard() as store:
+        store.update(DEALS, store.get(DEALS, deal_id), {"amount": "5100"}, person)
+    assert not sync_deals(sync_world.context, [deal_id], associations_for=[], source="test").retry
     report = sync_deals(sync_world.context, [deal_id], associations_for=[deal_id], source="test",
                         contacts_changed_at={deal_id: {second: added_at}})
     assert not report.retry
@@ -696,6 +701,40 @@ def test_a_contact_role_salesforce_took_back_after_hubspots_change_is_the_later_
     sync_world.settle()
     assert _role_contacts(sync_world, opportunity_id) == {sync_world.contact_ids[0]}
     assert sync_world.associations(deal_id, "contacts") == {first}
+
+
+def test_a_role_dealsync_deleted_after_a_persons_later_hubspot_change_is_no_persons_deletion(
+        sync_world: SyncWorld, hubspot_contacts: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second = hubspot_contacts
+    deal_id, opportunity_id = _paired_deal(sync_world, "Role deleted late", [first, second])
+    person = sync_world.hubspot.person_source
+    # A person takes the second contact off the deal; its sync deletes the role, and just before it does, the
+    # person puts the contact back on the deal (that webhook is late too).
+    with sync_world.hubspot_unheard() as store:
+        store.dissociate(DEALS, int(deal_id), CONTACTS, int(second), None, person)
+    removed_at = datetime.now(UTC)
+    salesforce = sync_world.context.salesforce
+    real_delete = salesforce.delete
+    put_back: list[datetime] = []
+
+    def person_puts_it_back_then_delete(ids: Any) -> list[dict[str, Any]]:
+        with sync_world.hubspot_unheard() as store:
+            store.associate(DEALS, int(deal_id), CONTACTS, int(second), None, person)
+        put_back.append(datetime.now(UTC))
+        time.sleep(1.1)  # Salesforce keeps times to the second: dealsync's deletion is plainly the later
+        return real_delete(ids)
+
+    monkeypatch.setattr(salesforce, "delete", person_puts_it_back_then_delete)
+    assert not sync_deals(sync_world.context, [deal_id], associations_for=[deal_id], source="test",
+                          contacts_changed_at={deal_id: {second: removed_at}},
+                          contacts_removed={deal_id: {second}}).retry
+    monkeypatch.undo()
+    assert put_back and _role_ids(sync_world, opportunity_id, sync_world.contact_ids[1]) == []
+    # The put-back's webhook: the deleted role is dealsync's own deletion, not a person's later one.
+    assert not sync_deals(sync_world.context, [deal_id], associations_for=[deal_id], source="test",
+                          contacts_changed_at={deal_id: {second: put_back[0]}}).retry
+    assert len(_role_ids(sync_world, opportunity_id, sync_world.contact_ids[1])) == 1
+    assert sync_world.associations(deal_id, "contacts") == {first, second}
 
 
 def test_a_property_change_reads_the_associations_the_other_directions_unsaved_write_may_have_changed(

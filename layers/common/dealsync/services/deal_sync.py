@@ -937,11 +937,17 @@ class DealSync:
                 deleted = [{"success": False, "errors": [{"statusCode": error.code or "UNKNOWN",
                                                           "message": error.message}]} for _ in role_ids]
             failures = record_errors(deleted, role_ids)
+            removed_roles: dict[str, set[str]] = {}
             for plan, role_id, hubspot_id in deletes:
                 failure = failures.get(role_id)
-                if failure is not None:
-                    unremoved.setdefault(plan.deal_id, set()).add(hubspot_id)
-                    plan.errors.append((_category(failure), f"contact role {role_id} not removed: {failure.message}"))
+                if failure is None:
+                    removed_roles.setdefault(plan.deal_id, set()).add(hubspot_id)
+                    continue
+                unremoved.setdefault(plan.deal_id, set()).add(hubspot_id)
+                plan.errors.append((_category(failure), f"contact role {role_id} not removed: {failure.message}"))
+            deleted_ms = _milliseconds(now_utc())
+            for deal_id, contact_ids in removed_roles.items():
+                self.store.association_times.note_roles_deleted(deal_id, sorted(contact_ids), deleted_ms)
         for plan in ready:
             diff = diffs[plan.deal_id]
             still = frozenset(unremoved.get(plan.deal_id, set()))
@@ -954,15 +960,17 @@ class DealSync:
         this sync applies (its webhook's time): ``deleted`` — a role removed after HubSpot added the contact;
         else a role created after HubSpot removed it. Salesforce then holds the agreed state again (A → B →
         A) and its change is the later one. Without HubSpot's time: no (HubSpot's change applies).
-        A role dealsync created is no person's; one deleted before the pair was last saved may have been
-        deleted by dealsync (Salesforce does not say who deleted): neither counts."""
+        A role dealsync created is no person's; nor is one deleted no later than dealsync last deleted that
+        contact's role (Salesforce does not say who deleted; the HubSpot worker notes its own deletions)."""
         if deleted and CONTACTS_KEY in (plan.pending_read or {}).get(Side.SALESFORCE.value, {}):
             return False  # a sync of this pair wrote roles and did not save it: the deletion may be its own
         times = self._role_times(plan, salesforce_id, hubspot_id, deleted=deleted)
         if times is None or plan.link is None:
             return False
         hubspot_at, salesforce_at = times
-        not_before = max(hubspot_at, plan.link.last_synced_at) if deleted and plan.link.last_synced_at else hubspot_at
+        noted = self._noted(plan.deal_id)
+        own_deletion = noted.roles_deleted.get(hubspot_id) if deleted and noted is not None else None
+        not_before = max(hubspot_at, own_deletion) if own_deletion is not None else hubspot_at
         later = salesforce_at is not None and salesforce_at > not_before
         if later:
             logger.info("contact role changed in Salesforce after HubSpot's change: Salesforce's is the later",

@@ -6,6 +6,8 @@ an association a person changed in HubSpot after Salesforce's change (which it m
 one Salesforce changed last. One item per deal, a number per association, expiring after a week.
 The Salesforce → HubSpot direction notes its own association writes in the same item (``own_``): the
 HubSpot worker then knows the deal shows dealsync's write, not a person's later change still on its way.
+The HubSpot worker notes the contact roles it deletes in Salesforce (``roledel_``): Salesforce does not say who
+deleted a record, and a role deleted later than dealsync's own deletion is a person's.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ TTL_SECONDS = 7 * 24 * 3600
 COMPANY = "company"
 _PREFIX = "at_"
 _OWN_PREFIX = "own_"
+_ROLE_DELETED_PREFIX = "roledel_"
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,8 @@ class AssociationTimes:
     # When the Salesforce → HubSpot direction last wrote the company association, and each contact's.
     own_company: datetime | None = None
     own_contacts: Mapping[str, datetime] = field(default_factory=dict)
+    # When the HubSpot → Salesforce direction last deleted the opportunity's role of each contact.
+    roles_deleted: Mapping[str, datetime] = field(default_factory=dict)
 
 
 def _key(deal_id: str) -> Key:
@@ -56,12 +61,19 @@ class AssociationTimesStore:
 
     def note_own(self, deal_id: str, targets: Iterable[str], written_ms: int) -> None:
         """dealsync wrote these associations of the deal (``COMPANY``, contact ids) at ``written_ms``."""
-        names = {f"#t{index}": f"{_OWN_PREFIX}{target}" for index, target in enumerate(dict.fromkeys(targets))}
+        self._note_now(deal_id, _OWN_PREFIX, targets, written_ms)
+
+    def note_roles_deleted(self, deal_id: str, contact_ids: Iterable[str], deleted_ms: int) -> None:
+        """dealsync deleted the opportunity's roles of these (HubSpot) contacts at ``deleted_ms``."""
+        self._note_now(deal_id, _ROLE_DELETED_PREFIX, contact_ids, deleted_ms)
+
+    def _note_now(self, deal_id: str, prefix: str, targets: Iterable[str], moment_ms: int) -> None:
+        names = {f"#t{index}": f"{prefix}{target}" for index, target in enumerate(dict.fromkeys(targets))}
         if not names:
             return
         self.table.update(
             _key(deal_id), "SET " + ", ".join(f"{name} = :at" for name in names) + ", expires_at = :expires",
-            names=names, values={":at": int(written_ms), ":expires": int(time.time()) + TTL_SECONDS})
+            names=names, values={":at": int(moment_ms), ":expires": int(time.time()) + TTL_SECONDS})
 
     def for_deals(self, deal_ids: Iterable[str]) -> dict[str, AssociationTimes]:
         """The deals that have any (one read per 100 deals)."""
@@ -73,7 +85,9 @@ class AssociationTimesStore:
                      if name.startswith(_PREFIX)}
             own = {name.removeprefix(_OWN_PREFIX): _moment(value) for name, value in item.items()
                    if name.startswith(_OWN_PREFIX)}
+            roles_deleted = {name.removeprefix(_ROLE_DELETED_PREFIX): _moment(value) for name, value in item.items()
+                             if name.startswith(_ROLE_DELETED_PREFIX)}
             company, own_company = times.pop(COMPANY, None), own.pop(COMPANY, None)
             found[deal_id] = AssociationTimes(company=company, contacts=times, own_company=own_company,
-                                              own_contacts=own)
+                                              own_contacts=own, roles_deleted=roles_deleted)
         return found
