@@ -193,12 +193,12 @@ def test_stage_change_in_hubspot_single_pipeline() -> None:
 
 def test_stage_change_in_salesforce_single_pipeline() -> None:
     decision = decide(sf_record(StageName="Negotiation"), hs_properties(), AGREED, sf_at=LATE)
-    assert decision.hubspot_properties == {"dealstage": "s2"}
+    assert decision.hubspot_properties == {"pipeline": "p1", "dealstage": "s2"}  # written together
 
 
 def test_single_pipeline_org_with_one_record_type() -> None:
     decision = decide(sf_record(RecordTypeId=RT_SALES, StageName="Negotiation"), hs_properties(), AGREED, sf_at=LATE)
-    assert decision.hubspot_properties == {"dealstage": "s2"}
+    assert decision.hubspot_properties == {"pipeline": "p1", "dealstage": "s2"}
     assert "RecordTypeId" not in decision.salesforce_fields
 
 
@@ -354,7 +354,7 @@ def test_org_without_record_types_needs_no_record_type_field() -> None:
     sf = sf_record(StageName="Negotiation")
     del sf["RecordTypeId"]
     decision = decide(sf, hs_properties(), AGREED, sf_at=LATE)
-    assert decision.hubspot_properties == {"dealstage": "s2"}
+    assert decision.hubspot_properties == {"pipeline": "p1", "dealstage": "s2"}
     assert decision.warnings == ()
 
 
@@ -410,7 +410,8 @@ def test_clearing_a_required_field_in_hubspot_resets_hubspot(property_name: str,
     decision = decide(sf_record(Description="Kept going"), hs_properties(**{property_name: "", "description": "New"}),
                       {**AGREED, "Description": "Kept going"}, hs_at=LATE)
     assert decision.salesforce_fields == {"Description": "New"}  # the other fields still go
-    assert decision.hubspot_properties == {property_name: restored}
+    with_pipeline = {"pipeline": "p1"} if property_name == "dealstage" else {}  # a stage goes with its pipeline
+    assert decision.hubspot_properties == {property_name: restored, **with_pipeline}
     assert [warning.field for warning in decision.warnings] == [field]
     assert decision.shadow[field] == AGREED[field]
 
@@ -561,14 +562,14 @@ def test_a_stage_dealsync_wrote_after_a_persons_pipeline_change_is_a_copy() -> N
                            field_changed_at={"pipeline": EARLY, "dealstage": LATE},
                            copied_fields=frozenset({"dealstage"}))
     decision = decide_record(SPECS, salesforce, hubspot, shadow, stages=MULTI, owners=OWNERS, origin=Side.HUBSPOT)
-    assert decision.hubspot_properties == {"dealstage": "a1"}
+    assert decision.hubspot_properties == {"pipeline": "p-sales", "dealstage": "a1"}
     assert decision.salesforce_fields == {}
     # The person changed the stage after dealsync's write: HubSpot's value is theirs, and the later one.
     by_person = SideSnapshot(hs_properties(pipeline="p-sales", dealstage="a2"), changed_at=LATE,
                              field_changed_at={"pipeline": LATE, "dealstage": EARLY},
                              copied_fields=frozenset({"dealstage"}))
     decision = decide_record(SPECS, salesforce, by_person, shadow, stages=MULTI, owners=OWNERS, origin=Side.HUBSPOT)
-    assert decision.salesforce_fields == {"StageName": "Closed Won"}
+    assert decision.salesforce_fields == {"StageName": "Closed Won", "RecordTypeId": RT_SALES}
 
 
 def test_a_record_type_a_person_changed_after_dealsync_copied_the_stage_is_theirs() -> None:
@@ -611,3 +612,20 @@ def test_a_salesforce_stage_dealsync_copied_earlier_loses_to_a_later_hubspot_sta
     decision = decide_record(SPECS, salesforce, hubspot, None, stages=MULTI, owners=OWNERS)
     assert decision.salesforce_fields.get("StageName") == "Renewal Due"
     assert decision.salesforce_fields.get("RecordTypeId") == RT_RENEWAL
+
+
+def test_a_stage_is_written_with_its_pipeline_or_record_type_even_when_only_one_part_changed() -> None:
+    # Only the stage name changed in HubSpot, in the record type's own pipeline. Salesforce gets the record type
+    # with it: a person changing the record type between dealsync's read and its write must not end with a
+    # record type and a stage name that neither side chose (Salesforce has no conditional collection write).
+    shadow = {**AGREED, "StageName": f"{RT_SALES}:Prospecting"}
+    salesforce = SideSnapshot(sf_record(RecordTypeId=RT_SALES, StageName="Prospecting"), changed_at=EARLY)
+    hubspot = SideSnapshot(hs_properties(pipeline="p-sales", dealstage="a2"), changed_at=LATE)
+    decision = decide_record(SPECS, salesforce, hubspot, shadow, stages=MULTI, owners=OWNERS, origin=Side.HUBSPOT)
+    assert decision.salesforce_fields == {"StageName": "Closed Won", "RecordTypeId": RT_SALES}
+    # And the other way: the deal gets its pipeline with the stage.
+    moved = SideSnapshot(sf_record(RecordTypeId=RT_SALES, StageName="Closed Won"), changed_at=LATE)
+    decision = decide_record(SPECS, moved, SideSnapshot(hs_properties(pipeline="p-sales", dealstage="a1"),
+                                                        changed_at=EARLY),
+                             shadow, stages=MULTI, owners=OWNERS, origin=Side.SALESFORCE)
+    assert decision.hubspot_properties == {"pipeline": "p-sales", "dealstage": "a2"}

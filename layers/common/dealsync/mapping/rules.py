@@ -582,22 +582,25 @@ def _apply_stage(spec: FieldSpec, decision: FieldDecision, sf_value: FieldValue,
     value = decision.value
     if decision.action is not Action.NONE and isinstance(value, str):
         record_type_key, _, stage_name = value.partition(":")
+        # Written as a pair whenever either part changes: a person's racing change of the other part (after
+        # the read) must not leave a pipeline with another pipeline's stage, or a record type with a stage name
+        # that neither side chose.
         if decision.action is Action.TO_HUBSPOT:
             pipeline_id, stage_id = context.stages.to_hubspot(record_type_key, stage_name)  # checked when read
             hs_values = context.hubspot.values
-            if _raw_text(hs_values.get("pipeline")) != pipeline_id or not context.hubspot.exists:
+            if (_raw_text(hs_values.get("pipeline")) != pipeline_id or _raw_text(hs_values.get("dealstage")) != stage_id
+                    or not context.hubspot.exists):
                 out.hubspot["pipeline"] = pipeline_id
-            if _raw_text(hs_values.get("dealstage")) != stage_id or not context.hubspot.exists:
                 out.hubspot["dealstage"] = stage_id
         else:
             sf_values = context.salesforce.values
-            if _raw_text(sf_values.get(spec.salesforce_field)) != stage_name or not context.salesforce.exists:
-                out.salesforce[spec.salesforce_field] = stage_name
             current_type = canonical_reference(sf_values.get(RECORD_TYPE_FIELD))
-            if record_type_key != DEFAULT_RECORD_TYPE_KEY and (
-                current_type is None or sf_id_18(current_type) != record_type_key or not context.salesforce.exists
-            ):
-                out.salesforce[RECORD_TYPE_FIELD] = record_type_key
+            typed = record_type_key != DEFAULT_RECORD_TYPE_KEY
+            if (_raw_text(sf_values.get(spec.salesforce_field)) != stage_name or not context.salesforce.exists
+                    or (typed and (current_type is None or sf_id_18(current_type) != record_type_key))):
+                out.salesforce[spec.salesforce_field] = stage_name
+                if typed:
+                    out.salesforce[RECORD_TYPE_FIELD] = record_type_key
     out.keep_shadow(key, decision.shadow)
 
 
