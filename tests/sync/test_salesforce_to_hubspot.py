@@ -15,6 +15,7 @@ from dealsync.models.domain import ErrorCategory, LinkKind, LinkStatus
 from dealsync.services.contacts import link_contacts
 from dealsync.services.deal_sync import sync_deals
 from dealsync.services.opportunity_sync import SyncReport, sync_opportunities
+from dealsync.services.records import CONTACTS_KEY, joined
 from dealsync_local.hubspot.common import COMPANIES, CONTACTS, DEALS
 from tests.sync.conftest import SyncWorld
 
@@ -530,3 +531,51 @@ def test_a_sync_that_read_a_pair_before_the_other_direction_saved_it_writes_noth
     sync_world.settle()
     deal = sync_world.deal_for(opportunity_id)
     assert deal is not None and deal["properties"]["amount"] == "700"
+
+
+@pytest.mark.parametrize("hubspot_change_first", [True, False])
+def test_a_contact_an_unsaved_write_took_off_the_deal_and_salesforce_set_again_goes_back_on(
+        sync_world: SyncWorld, hubspot_change_first: bool) -> None:
+    opportunity_id, deal_id = _paired_opportunity(sync_world, f"Unsaved association write {hubspot_change_first}")
+    second = sync_world.contact_ids[1]
+    links = sync_world.context.store.links
+    link = links.get_by_salesforce_id(LinkKind.OPPORTUNITY, opportunity_id)
+    assert link is not None
+    kept = next(iter(sync_world.associations(deal_id, "contacts") - {_hubspot_contact(sync_world, second)}))
+    taken_off = _hubspot_contact(sync_world, second)
+    # A person deletes the second contact's role; the sync that takes the contact off the deal dies before
+    # saving the pair (its write-ahead names the deal's new contact set).
+    with sync_world.salesforce_unheard():
+        for role in _roles(sync_world, opportunity_id, second):
+            sync_world.salesforce.delete("OpportunityContactRole", role)
+    assert links.set_pending(link, {"hubspot": {CONTACTS_KEY: joined([kept])}, "salesforce": {}})
+    with sync_world.hubspot_unheard() as store:
+        store.dissociate(DEALS, int(deal_id), CONTACTS, int(taken_off), None, sync_world.hubspot.integration_source)
+    # Then a person gives the contact a role again.
+    with sync_world.salesforce_unheard():
+        sync_world.salesforce.create("OpportunityContactRole", {"OpportunityId": opportunity_id,
+                                                                "ContactId": second})
+    if hubspot_change_first:
+        # A HubSpot change of the deal syncs first: the deal's missing contact is that unsaved write, no person's.
+        with sync_world.hubspot_unheard() as store:
+            store.update(DEALS, store.get(DEALS, deal_id), {"amount": "4700"}, sync_world.hubspot.person_source)
+        assert not sync_deals(sync_world.context, [deal_id], associations_for=[], source="test").retry
+        assert len(_roles(sync_world, opportunity_id, second)) == 1
+    # The role's own sync: against what the deal holds, the contact is new, and goes back on the deal.
+    assert not sync_opportunities(sync_world.context, [opportunity_id], source="test").retry
+    assert sync_world.associations(deal_id, "contacts") == {kept, taken_off}
+    sync_world.settle()
+    assert sync_world.associations(deal_id, "contacts") == {kept, taken_off}
+    assert len(_roles(sync_world, opportunity_id, second)) == 1
+
+
+def _hubspot_contact(world: SyncWorld, salesforce_contact_id: str) -> str:
+    link = world.context.store.links.get_by_salesforce_id(LinkKind.CONTACT, salesforce_contact_id)
+    assert link is not None
+    return link.hubspot_id
+
+
+def _roles(world: SyncWorld, opportunity_id: str, contact_id: str) -> list[str]:
+    rows = world.salesforce.soql(f"SELECT Id FROM OpportunityContactRole WHERE OpportunityId = '{opportunity_id}' "
+                                 f"AND ContactId = '{contact_id}'")
+    return [str(row["Id"]) for row in rows]

@@ -10,15 +10,19 @@ from dealsync.mapping.rules import RecordDecision
 from dealsync.models.events import HubSpotWebhookEvent
 from dealsync.services.deal_sync import (
     ContactDiff,
-    associated_ids,
     contact_diff,
     contacts_shadow,
-    primary_company,
     roles_to_delete,
     with_plain_history,
 )
 from dealsync.services.hs_change import DealWork, collect_events
-from dealsync.services.records import hubspot_snapshot, pending_writes, salesforce_snapshot
+from dealsync.services.records import (
+    associated_ids,
+    hubspot_snapshot,
+    pending_writes,
+    primary_company,
+    salesforce_snapshot,
+)
 
 APP_ID = "3141592"
 

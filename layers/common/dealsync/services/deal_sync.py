@@ -44,6 +44,8 @@ from dealsync.services.records import (
     HISTORY_FIELD_NAMES,
     UNIQUE_PROPERTY,
     Claim,
+    associated_ids,
+    associations_pending,
     claim_pairs,
     contact_role_ids,
     contact_roles,
@@ -53,6 +55,7 @@ from dealsync.services.records import (
     opportunities_changed_since_read,
     opportunity_select,
     pending_writes,
+    primary_company,
     role_changed_at,
     salesforce_snapshot,
     split,
@@ -71,23 +74,6 @@ DELETED_IN_HUBSPOT = "deal deleted in HubSpot"
 
 
 # --- pure helpers -----------------------------------------------------------------------------------
-
-def associated_ids(items: Iterable[Mapping[str, Any]]) -> set[str]:
-    """The ids of a v4 association read's ``to`` list (SDK ``to_dict()`` or raw camelCase)."""
-    return {str(item.get("to_object_id", item.get("toObjectId"))) for item in items
-            if item.get("to_object_id", item.get("toObjectId")) is not None}
-
-
-def primary_company(items: Iterable[Mapping[str, Any]]) -> str | None:
-    """The company of the deal's primary association (type 5), if any."""
-    for item in items:
-        types = item.get("association_types", item.get("associationTypes")) or []
-        for kind in types:
-            type_id = kind.get("type_id", kind.get("typeId"))
-            if type_id is not None and int(type_id) == DEAL_TO_PRIMARY_COMPANY:
-                return str(item.get("to_object_id", item.get("toObjectId")))
-    return None
-
 
 def with_plain_history(deal: dict[str, Any]) -> dict[str, Any]:
     """The deal with its property history as plain dicts, newest first, as `hubspot_snapshot` reads it
@@ -267,13 +253,14 @@ class DealSync:
         opportunities.update({str(record["Id"]): record for record in self._named.values()})
         # Associations are read for the deals whose events may have changed them, and for new pairs.
         reading = [deal_id for deal_id in synced if associations_for is None or deal_id in associations_for
-                   or deal_id not in links or _associations_pending(links[deal_id])]
+                   or deal_id not in links or associations_pending(links[deal_id])]
         associations = _Associations(
             self.hubspot.associations_read("deals", "contacts", reading) if reading else {},
             self.hubspot.associations_read("deals", "companies", reading) if reading else {})
         for deal_id in reading:
             associations.contacts.setdefault(deal_id, [])
         plans = self._plan(synced, deals, links, opportunities, associations, specs, stages, report)
+        _agree_unsaved_deal_writes(plans)
         self._associations(plans)
         plans = self._unchanged_since_read(plans, specs, report)
         plans = self._write_ahead(plans, specs, report)
@@ -1120,6 +1107,18 @@ class DealSync:
             "hubspot_calls": self.hubspot.calls})
 
 
+def _agree_unsaved_deal_writes(plans: Sequence[_Plan]) -> None:
+    """A Salesforce → HubSpot sync that wrote a deal's associations and did not save the pair left them on the
+    link: when the deal (its associations, read for it) holds them, they are what both sides agree on. Diffed
+    against the older shadow, that write would pass for a person's change and go to Salesforce."""
+    for plan in plans:
+        written = (plan.pending_read or {}).get(Side.HUBSPOT.value, {})
+        if CONTACTS_KEY in written and written[CONTACTS_KEY] == joined(plan.contacts):
+            plan.shadow[CONTACTS_KEY] = written[CONTACTS_KEY]
+        if COMPANY_KEY in written and written[COMPANY_KEY] == plan.company:
+            plan.shadow[COMPANY_KEY] = written[COMPANY_KEY]
+
+
 def _refused(plans: Sequence[_Plan], error: PermanentCrmError) -> None:
     for plan in plans:
         plan.failed = True
@@ -1139,14 +1138,6 @@ def _milliseconds(moment: datetime) -> int:
     return round(moment.timestamp() * 1000)
 
 
-def _associations_pending(link: Link) -> bool:
-    """A write-ahead says a sync may have changed the pair's associations (it died, or is still running,
-    before saving the pair): the other direction's on the deal, or this one's roles (whose pending contact
-    set may become the agreed one): the deal's associations are read, not taken from the shadow, or saving
-    the shadow would drop what that write did, or the roles would be diffed against a set the deal never had."""
-    return any(CONTACTS_KEY in written or COMPANY_KEY in written for written in (link.pending or {}).values())
-
-
 def sync_deals(context: SyncContext, deal_ids: Sequence[str], *, merges: Mapping[str, Sequence[str]] | None = None,
                associations_for: Collection[str] | None = None, source: str = "hubspot_changes",
                companies_changed_at: Mapping[str, datetime] | None = None,
@@ -1158,5 +1149,4 @@ def sync_deals(context: SyncContext, deal_ids: Sequence[str], *, merges: Mapping
                                   contacts_removed=contacts_removed, primary_companies=primary_companies)
 
 
-__all__ = ["ContactDiff", "DealSync", "associated_ids", "contact_diff", "contacts_shadow", "primary_company",
-           "roles_to_delete", "sync_deals"]
+__all__ = ["ContactDiff", "DealSync", "contact_diff", "contacts_shadow", "roles_to_delete", "sync_deals"]

@@ -41,6 +41,8 @@ from dealsync.services.records import (
     HISTORY_FIELD_NAMES,
     UNIQUE_PROPERTY,
     Claim,
+    associated_ids,
+    associations_pending,
     claim_pairs,
     contact_role_ids,
     enqueue_rollups,
@@ -50,6 +52,7 @@ from dealsync.services.records import (
     opportunities_changed_since_read,
     opportunity_select,
     pending_writes,
+    primary_company,
     record_sync_errors,
     record_sync_errors_batch,
     role_changed_at,
@@ -213,6 +216,7 @@ class OpportunitySync:
         deals.update(self._claim_named_deals(live, records, links, deals, specs))
         plans = self._plan(live, records, links, deals, specs, stages, changed_at, report)
         self._link_associations(plans)
+        self._agree_unsaved_association_writes(plans)
         if not importing:  # an import's records are its enumeration's; its writes never reach Salesforce fields
             self._hold_later_hubspot_changes(plans, report)
             plans = self._unchanged_since_read(plans, specs, report)
@@ -417,6 +421,38 @@ class OpportunitySync:
                 plan.errors.append((ErrorCategory.WAITING_FOR_ACCOUNT,
                                     f"account {account_id} is not in HubSpot yet; the deal syncs without its company "
                                     "and is associated when the account syncs"))
+
+    def _agree_unsaved_association_writes(self, plans: Sequence[_Plan]) -> None:
+        """A sync that wrote a pair's associations and did not save it left them on the link (Link.pending):
+        where the side it wrote holds them — Salesforce's roles and account (the other direction's write), or the
+        deal's associations (this direction's, read for these deals only) — they are what both sides agree on.
+        Diffed against the older shadow, Salesforce would not bring back to the deal a contact or company that
+        write took off it, and set again since."""
+        unsaved = [plan for plan in plans if plan.link is not None and associations_pending(plan.link)]
+        if not unsaved:
+            return
+        on_deals = [str(plan.link.hubspot_id) for plan in unsaved if plan.link is not None and any(
+            key in (plan.link.pending or {}).get(Side.HUBSPOT.value, {}) for key in (CONTACTS_KEY, COMPANY_KEY))]
+        contacts = self.hubspot.associations_read("deals", "contacts", on_deals) if on_deals else {}
+        companies = self.hubspot.associations_read("deals", "companies", on_deals) if on_deals else {}
+        for plan in unsaved:
+            link = plan.link
+            if link is None:
+                continue
+            written = (link.pending or {}).get(Side.SALESFORCE.value, {})
+            deal_id = str(link.hubspot_id)
+            on_deal = (link.pending or {}).get(Side.HUBSPOT.value, {})
+            held = {CONTACTS_KEY: joined(plan.contacts), COMPANY_KEY: plan.company}
+            if deal_id in contacts:
+                held_by_deal = {CONTACTS_KEY: joined(associated_ids(contacts[deal_id])),
+                                COMPANY_KEY: primary_company(companies.get(deal_id, []))}
+            else:
+                held_by_deal = {}
+            for key in (CONTACTS_KEY, COMPANY_KEY):
+                if key in written and written[key] == held[key]:
+                    plan.shadow[key] = written[key]
+                elif key in on_deal and key in held_by_deal and on_deal[key] == held_by_deal[key]:
+                    plan.shadow[key] = on_deal[key]
 
     def _hold_later_hubspot_changes(self, plans: Sequence[_Plan], report: SyncReport) -> None:
         """Associations this sync would change on a deal that a person changed in HubSpot after Salesforce's

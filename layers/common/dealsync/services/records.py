@@ -302,3 +302,27 @@ def enqueue_rollups(context: SyncContext, contact_ids: Iterable[str]) -> None:
     bodies = [RollupMessage(contact_ids=ordered[start:start + 100]).model_dump_json()
               for start in range(0, len(ordered), 100)]
     send_messages(queue, bodies)
+
+
+def associated_ids(items: Iterable[Mapping[str, Any]]) -> set[str]:
+    """The ids of a v4 association read's ``to`` list (SDK ``to_dict()`` or raw camelCase)."""
+    return {str(item.get("to_object_id", item.get("toObjectId"))) for item in items
+            if item.get("to_object_id", item.get("toObjectId")) is not None}
+
+
+def primary_company(items: Iterable[Mapping[str, Any]]) -> str | None:
+    """The company of the deal's primary association (type 5), if any."""
+    for item in items:
+        types = item.get("association_types", item.get("associationTypes")) or []
+        for kind in types:
+            type_id = kind.get("type_id", kind.get("typeId"))
+            if type_id is not None and int(type_id) == DEAL_TO_PRIMARY_COMPANY:
+                return str(item.get("to_object_id", item.get("toObjectId")))
+    return None
+
+
+def associations_pending(link: Link) -> bool:
+    """A write-ahead says a sync may have changed the pair's associations (it died, or is still running,
+    before saving the pair), on the deal or in Salesforce: what the pair agrees on may be what that write
+    wrote, not the shadow (the engines read the side it wrote to and compare)."""
+    return any(CONTACTS_KEY in written or COMPANY_KEY in written for written in (link.pending or {}).values())
