@@ -606,6 +606,29 @@ def test_a_company_dealsync_put_back_before_a_persons_later_hubspot_change_came_
     assert sync_world.associations(deal_id, "companies") == {sync_world.company_id}
 
 
+def test_a_company_put_back_over_the_account_the_opportunity_was_created_with_is_replaced(
+        sync_world: SyncWorld, hubspot_contacts: list[str]) -> None:
+    other_account, other_company = _linked_company(sync_world, "Hooli")
+    deal_id, opportunity_id = _paired_deal(sync_world, "Created with its account", hubspot_contacts[:1])
+    time.sleep(1.1)  # Salesforce keeps times to the second: what follows is plainly later
+    # The opportunity keeps the account it was created with (no field history row for it). A person moves the
+    # deal to Hooli; before that webhook comes, a Salesforce → HubSpot sync puts Acme back.
+    moved_at = datetime.now(UTC)
+    person, integration = sync_world.hubspot.person_source, sync_world.hubspot.integration_source
+    with sync_world.hubspot_unheard() as store:
+        store.dissociate(DEALS, int(deal_id), COMPANIES, int(sync_world.company_id), None, person)
+        store.associate(DEALS, int(deal_id), COMPANIES, int(other_company), [_primary_company_spec()], person)
+        store.dissociate(DEALS, int(deal_id), COMPANIES, int(other_company), None, integration)
+        store.associate(DEALS, int(deal_id), COMPANIES, int(sync_world.company_id), [_primary_company_spec()],
+                        integration)
+    sync_world.context.store.association_times.note_own(deal_id, [COMPANY],
+                                                         round(datetime.now(UTC).timestamp() * 1000) + 1)
+    assert not sync_deals(sync_world.context, [deal_id], associations_for=[deal_id], source="test",
+                          companies_changed_at={deal_id: moved_at}, primary_companies={deal_id: other_company}).retry
+    assert (sync_world.salesforce.get("Opportunity", opportunity_id) or {}).get("AccountId") == other_account
+    assert sync_world.associations(deal_id, "companies") == {other_company}
+
+
 def test_an_account_set_again_in_salesforce_after_hubspots_company_change_goes_back_to_the_deal(
         sync_world: SyncWorld, hubspot_contacts: list[str]) -> None:
     other_account, other_company = _linked_company(sync_world, "Umbrella")

@@ -624,13 +624,16 @@ class DealSync:
                                                 or self._companies_changed_at[deal_id])}
 
     def _account_changes(self, plans: Sequence[_Plan]) -> dict[str, tuple[datetime, bool]]:
-        """Deal id -> when its opportunity's account last changed (field history) and whether dealsync changed
-        it; the opportunities without a history row are left out."""
+        """Deal id -> when its opportunity's account last changed (field history; without a row, the account
+        is the one the opportunity was created with) and whether dealsync changed it (or created it)."""
         history = self.salesforce.field_history([str(plan.opportunity_id) for plan in plans])
         integration = self.context.integration_user_id()
         changes: dict[str, tuple[datetime, bool]] = {}
         for plan in plans:
-            row = history.get(str(plan.opportunity_id), {}).get(HISTORY_FIELD_NAMES[ACCOUNT_FIELD])
+            created = (str((plan.opportunity or {}).get("CreatedDate") or ""),
+                       str((plan.opportunity or {}).get("CreatedById") or ""))
+            row = history.get(str(plan.opportunity_id), {}).get(HISTORY_FIELD_NAMES[ACCOUNT_FIELD]) or (
+                created if all(created) else None)
             changed_at = parse_datetime(row[0]) if row is not None else None
             if row is None or changed_at is None:
                 continue

@@ -44,8 +44,8 @@ def opportunity_fields_read(context: SyncContext, specs: Sequence[FieldSpec]) ->
     """The opportunity's own fields either direction needs (the SELECT without its contact roles)."""
     available = context.opportunity_fields()
     names = dict.fromkeys(["Id", *salesforce_fields_to_read(specs)])
-    names.update(dict.fromkeys(["AccountId", "CreatedDate", "IsClosed", "IsWon", "IsDeleted", "LastModifiedById",
-                                "OwnerId", DEAL_ID_FIELD]))
+    names.update(dict.fromkeys(["AccountId", "CreatedDate", "CreatedById", "IsClosed", "IsWon", "IsDeleted",
+                                "LastModifiedById", "OwnerId", DEAL_ID_FIELD]))
     return [name for name in names if name in available or name == "Id"]
 
 
