@@ -413,13 +413,14 @@ def test_association_times_keep_a_persons_latest_change_of_each_association(stor
     assert found["9002"].company is None
     assert dict(found["9002"].contacts) == {"502": moment + timedelta(milliseconds=5_000)}
     # dealsync's own writes of associations are kept beside a person's, not mixed with them.
-    times.note_own("9001", ["company", "501"], 6_000)
-    times.note_own("9001", [], 7_000)  # nothing written: nothing noted
+    times.note_own("9001", {"company": "2001", "501": "off"}, 6_000)
+    times.note_own("9001", {}, 7_000)  # nothing written: nothing noted
     found = times.for_deals(["9001"])
     assert found["9001"].company == moment + timedelta(milliseconds=2_000)
     assert dict(found["9001"].contacts) == {"501": moment + timedelta(milliseconds=4_000)}
     assert found["9001"].own_company == moment + timedelta(milliseconds=6_000)
     assert dict(found["9001"].own_contacts) == {"501": moment + timedelta(milliseconds=6_000)}
+    assert dict(found["9001"].own_states) == {"company": "2001", "501": "off"}  # what it wrote
     times.note_roles_deleted("9001", ["501"], 8_000)  # and the roles it deleted, apart again
     found = times.for_deals(["9001"])
     assert dict(found["9001"].roles_deleted) == {"501": moment + timedelta(milliseconds=8_000)}

@@ -17,7 +17,7 @@ from dealsync.services.contacts import link_contacts
 from dealsync.services.deal_sync import sync_deals
 from dealsync.services.opportunity_sync import SyncReport, sync_opportunities
 from dealsync.services.records import CONTACTS_KEY, UNIQUE_PROPERTY, joined, split
-from dealsync.store.association_times import COMPANY
+from dealsync.store.association_times import COMPANY, ON_DEAL
 from dealsync_local.hubspot.common import COMPANIES, CONTACTS, DEALS
 from tests.sync.conftest import SyncWorld
 
@@ -573,7 +573,7 @@ def test_a_company_dealsync_put_back_before_a_persons_later_hubspot_change_came_
         store.associate(DEALS, int(deal_id), COMPANIES, int(sync_world.company_id), [_primary_company_spec()], person)
         store.dissociate(DEALS, int(deal_id), COMPANIES, int(sync_world.company_id), None, integration)
         store.associate(DEALS, int(deal_id), COMPANIES, int(other_company), [_primary_company_spec()], integration)
-    sync_world.context.store.association_times.note_own(deal_id, [COMPANY],
+    sync_world.context.store.association_times.note_own(deal_id, {COMPANY: other_company},
                                                          round(datetime.now(UTC).timestamp() * 1000) + 1)
     # The person's webhooks come: both sides have Initech, but the person's Acme is the later change. The
     # first worker dies right after its Salesforce write; the delivery comes again.
@@ -611,6 +611,15 @@ def test_a_company_put_back_over_the_account_the_opportunity_was_created_with_is
     other_account, other_company = _linked_company(sync_world, "Hooli")
     deal_id, opportunity_id = _paired_deal(sync_world, "Created with its account", hubspot_contacts[:1])
     time.sleep(1.1)  # Salesforce keeps times to the second: what follows is plainly later
+    times = sync_world.context.store.association_times
+    # dealsync's last write of the deal's company (Hooli) is not what the deal shows (Acme: a person's later
+    # change, its webhook still on its way): a late delivery of an older move to Hooli changes nothing.
+    times.note_own(deal_id, {COMPANY: other_company}, round(datetime.now(UTC).timestamp() * 1000))
+    assert not sync_deals(sync_world.context, [deal_id], associations_for=[deal_id], source="test",
+                          companies_changed_at={deal_id: datetime.now(UTC) - timedelta(milliseconds=500)},
+                          primary_companies={deal_id: other_company}).retry
+    assert (sync_world.salesforce.get("Opportunity", opportunity_id) or {}).get("AccountId") == sync_world.account_id
+    assert sync_world.associations(deal_id, "companies") == {sync_world.company_id}
     # The opportunity keeps the account it was created with (no field history row for it). A person moves the
     # deal to Hooli; before that webhook comes, a Salesforce → HubSpot sync puts Acme back.
     moved_at = datetime.now(UTC)
@@ -621,8 +630,7 @@ def test_a_company_put_back_over_the_account_the_opportunity_was_created_with_is
         store.dissociate(DEALS, int(deal_id), COMPANIES, int(other_company), None, integration)
         store.associate(DEALS, int(deal_id), COMPANIES, int(sync_world.company_id), [_primary_company_spec()],
                         integration)
-    sync_world.context.store.association_times.note_own(deal_id, [COMPANY],
-                                                         round(datetime.now(UTC).timestamp() * 1000) + 1)
+    times.note_own(deal_id, {COMPANY: sync_world.company_id}, round(datetime.now(UTC).timestamp() * 1000) + 1)
     assert not sync_deals(sync_world.context, [deal_id], associations_for=[deal_id], source="test",
                           companies_changed_at={deal_id: moved_at}, primary_companies={deal_id: other_company}).retry
     assert (sync_world.salesforce.get("Opportunity", opportunity_id) or {}).get("AccountId") == other_account
@@ -899,7 +907,7 @@ def test_a_contact_dealsync_put_back_before_a_persons_later_hubspot_change_came_
     with sync_world.hubspot_unheard() as store:
         store.dissociate(DEALS, int(deal_id), CONTACTS, int(second), None, person)
         store.associate(DEALS, int(deal_id), CONTACTS, int(second), None, integration)
-    times.note_own(deal_id, [second], round(datetime.now(UTC).timestamp() * 1000) + 1)
+    times.note_own(deal_id, {second: ON_DEAL}, round(datetime.now(UTC).timestamp() * 1000) + 1)
     # The person's webhook comes: both sides have the contact, but the person's change is the later one.
     removal_delivered(removed_at)
     assert _role_ids(sync_world, opportunity_id, sync_world.contact_ids[1]) == []

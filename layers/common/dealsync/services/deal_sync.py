@@ -62,7 +62,7 @@ from dealsync.services.records import (
     update_rollup_projection,
 )
 from dealsync.store import StaleShadowError
-from dealsync.store.association_times import COMPANY, AssociationTimes
+from dealsync.store.association_times import COMPANY, OFF_DEAL, ON_DEAL, AssociationTimes
 from dealsync.store.dynamo import now_utc
 
 ROLLUP_FIELDS = frozenset({"Amount", "StageName", "CloseDate"})  # what the contact rollups read
@@ -694,7 +694,7 @@ class DealSync:
         for plan in agreeing:
             moment = self._companies_changed_at[plan.deal_id]
             if (plan.deal_id in later and not self._noted_later(plan.deal_id, COMPANY, moment)
-                    and self._written_since(plan.deal_id, COMPANY, moment)):
+                    and self._written_since(plan.deal_id, COMPANY, moment, state=plan.company or "")):
                 plan.company_put_back = (plan.company, person_set[plan.deal_id])
                 plan.company = person_set[plan.deal_id]
                 logger.info("company put back on the deal from an older Salesforce change: the person's is the later",
@@ -707,12 +707,14 @@ class DealSync:
         noted = None if times is None else (times.company if target == COMPANY else times.contacts.get(target))
         return noted is not None and _milliseconds(noted) > _milliseconds(moment)  # kept to the millisecond
 
-    def _written_since(self, deal_id: str, target: str, moment: datetime) -> bool:
-        """Whether the Salesforce → HubSpot direction wrote this association after ``moment``: what the deal shows
-        is then dealsync's write, not a person's later change whose webhook is still on its way."""
+    def _written_since(self, deal_id: str, target: str, moment: datetime, *, state: str) -> bool:
+        """Whether the deal shows the Salesforce → HubSpot direction's write of this association, made after
+        ``moment``: its last write was ``state`` (what the deal holds), and later. Else the deal shows a person's
+        later change whose webhook is still on its way."""
         times = self._noted(deal_id)
-        written = None if times is None else (
-            times.own_company if target == COMPANY else times.own_contacts.get(target))
+        if times is None or times.own_states.get(target) != state:
+            return False
+        written = times.own_company if target == COMPANY else times.own_contacts.get(target)
         return written is not None and _milliseconds(written) > _milliseconds(moment)
 
     def _person_changed_at(self, deal_id: str, target: str) -> datetime | None:
@@ -1004,7 +1006,8 @@ class DealSync:
         if delivered_at is None or self._noted_later(plan.deal_id, hubspot_id, delivered_at):
             return False  # not the person's latest change of it
         times = self._role_times(plan, salesforce_id, hubspot_id, deleted=not on_deal)
-        if times is None or not self._written_since(plan.deal_id, hubspot_id, times[0]):
+        if times is None or not self._written_since(plan.deal_id, hubspot_id, times[0],
+                                                    state=ON_DEAL if on_deal else OFF_DEAL):
             return False
         hubspot_at, salesforce_at = times
         earlier = salesforce_at is not None and salesforce_at < hubspot_at

@@ -62,7 +62,7 @@ from dealsync.services.records import (
     update_rollup_projection,
 )
 from dealsync.store import StaleShadowError
-from dealsync.store.association_times import COMPANY
+from dealsync.store.association_times import COMPANY, OFF_DEAL, ON_DEAL
 from dealsync.store.dynamo import now_utc
 
 # An opportunity dealsync created from a deal a moment ago, not linked yet, is being paired by the HubSpot →
@@ -626,18 +626,18 @@ class OpportunitySync:
         if create_companies:
             self.hubspot.associations_create("deals", "companies", create_companies)
         if note_times:
-            written: dict[str, set[str]] = {}
-            for deal_id, contact_id, _ in create_contacts:
-                written.setdefault(deal_id, set()).add(contact_id)
+            written: dict[str, dict[str, str]] = {}
             for deal_id, contact_id in remove_contacts:
-                written.setdefault(deal_id, set()).add(contact_id)
-            for deal_id, _, _ in create_companies:
-                written.setdefault(deal_id, set()).add(COMPANY)
+                written.setdefault(deal_id, {})[contact_id] = OFF_DEAL
+            for deal_id, contact_id, _ in create_contacts:
+                written.setdefault(deal_id, {})[contact_id] = ON_DEAL
             for deal_id, _ in remove_companies:
-                written.setdefault(deal_id, set()).add(COMPANY)
+                written.setdefault(deal_id, {})[COMPANY] = ""
+            for deal_id, company_id, _ in create_companies:
+                written.setdefault(deal_id, {})[COMPANY] = company_id
             written_ms = round(now_utc().timestamp() * 1000)
-            for deal_id, targets in written.items():
-                self.store.association_times.note_own(deal_id, sorted(targets), written_ms)
+            for deal_id, states in written.items():
+                self.store.association_times.note_own(deal_id, states, written_ms)
 
     def _save_links(self, plans: Sequence[_Plan], report: SyncReport) -> None:
         taken: list[tuple[_Plan, Link, dict[str, ShadowValue]]] = []

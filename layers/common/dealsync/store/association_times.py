@@ -23,6 +23,9 @@ TTL_SECONDS = 7 * 24 * 3600
 COMPANY = "company"
 _PREFIX = "at_"
 _OWN_PREFIX = "own_"
+_OWN_STATE_PREFIX = "ownis_"
+ON_DEAL = "on"  # the state dealsync wrote of a contact association (a company's is the company id, "" for none)
+OFF_DEAL = "off"
 _ROLE_DELETED_PREFIX = "roledel_"
 
 
@@ -35,6 +38,8 @@ class AssociationTimes:
     # When the Salesforce → HubSpot direction last wrote the company association, and each contact's.
     own_company: datetime | None = None
     own_contacts: Mapping[str, datetime] = field(default_factory=dict)
+    # What it wrote: ON_DEAL / OFF_DEAL by contact, the company id (or "") under COMPANY.
+    own_states: Mapping[str, str] = field(default_factory=dict)
     # When the HubSpot → Salesforce direction last deleted the opportunity's role of each contact.
     roles_deleted: Mapping[str, datetime] = field(default_factory=dict)
 
@@ -59,9 +64,18 @@ class AssociationTimesStore:
             names={"#at": f"{_PREFIX}{target}"},
             values={":at": int(occurred_ms), ":expires": int(time.time()) + TTL_SECONDS})
 
-    def note_own(self, deal_id: str, targets: Iterable[str], written_ms: int) -> None:
-        """dealsync wrote these associations of the deal (``COMPANY``, contact ids) at ``written_ms``."""
-        self._note_now(deal_id, _OWN_PREFIX, targets, written_ms)
+    def note_own(self, deal_id: str, states: Mapping[str, str], written_ms: int) -> None:
+        """dealsync wrote these associations of the deal at ``written_ms``: by contact id, ON_DEAL or OFF_DEAL;
+        under ``COMPANY``, the primary company it set ("" for none)."""
+        if not states:
+            return
+        names = {f"#t{index}": f"{_OWN_PREFIX}{name}" for index, name in enumerate(states)}
+        names.update({f"#s{index}": f"{_OWN_STATE_PREFIX}{name}" for index, name in enumerate(states)})
+        values: dict[str, object] = {":at": int(written_ms), ":expires": int(time.time()) + TTL_SECONDS}
+        values.update({f":s{index}": state for index, state in enumerate(states.values())})
+        assignments = [f"#t{index} = :at, #s{index} = :s{index}" for index in range(len(states))]
+        self.table.update(_key(deal_id), "SET " + ", ".join(assignments) + ", expires_at = :expires",
+                          names=names, values=values)
 
     def note_roles_deleted(self, deal_id: str, contact_ids: Iterable[str], deleted_ms: int) -> None:
         """dealsync deleted the opportunity's roles of these (HubSpot) contacts at ``deleted_ms``."""
@@ -85,9 +99,11 @@ class AssociationTimesStore:
                      if name.startswith(_PREFIX)}
             own = {name.removeprefix(_OWN_PREFIX): _moment(value) for name, value in item.items()
                    if name.startswith(_OWN_PREFIX)}
+            own_states = {name.removeprefix(_OWN_STATE_PREFIX): str(value) for name, value in item.items()
+                          if name.startswith(_OWN_STATE_PREFIX)}
             roles_deleted = {name.removeprefix(_ROLE_DELETED_PREFIX): _moment(value) for name, value in item.items()
                              if name.startswith(_ROLE_DELETED_PREFIX)}
             company, own_company = times.pop(COMPANY, None), own.pop(COMPANY, None)
             found[deal_id] = AssociationTimes(company=company, contacts=times, own_company=own_company,
-                                              own_contacts=own, roles_deleted=roles_deleted)
+                                              own_contacts=own, own_states=own_states, roles_deleted=roles_deleted)
         return found
