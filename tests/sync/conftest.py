@@ -61,6 +61,14 @@ class SyncWorld(WorldView):
         finally:
             settings.enabled = enabled
 
+    def linked_company(self, name: str) -> tuple[str, str]:
+        """Another account and its company, linked: (account id, company id)."""
+        account = str(self.salesforce.create("Account", {"Name": name}))
+        company = str(self.hubspot.load({"companies": [{"name": name, "salesforce_account_id": account}]})[
+            "companies"][0])
+        self.context.store.links.create(LinkKind.ACCOUNT, account, company)
+        return account, company
+
     def associations(self, deal_id: str, to_type: str) -> set[str]:
         found = self.person_hubspot.associations_read("deals", to_type, [deal_id]).get(deal_id, [])
         return {str(item["to_object_id"]) for item in found}

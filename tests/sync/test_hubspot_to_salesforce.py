@@ -521,18 +521,9 @@ def test_a_salesforce_change_made_between_the_syncs_read_and_its_write_is_not_ov
     assert _deal(sync_world, deal_id)["properties"]["amount"] == "900"
 
 
-def _linked_company(world: SyncWorld, name: str) -> tuple[str, str]:
-    """Another account and its company, linked: (account id, company id)."""
-    account = world.salesforce.create("Account", {"Name": name})
-    company = str(world.hubspot.load({"companies": [{"name": name, "salesforce_account_id": account}]})[
-        "companies"][0])
-    world.context.store.links.create(LinkKind.ACCOUNT, account, company)
-    return account, company
-
-
 def test_a_company_set_again_in_hubspot_after_the_account_changed_reaches_salesforce(
         sync_world: SyncWorld, hubspot_contacts: list[str]) -> None:
-    other_account, other_company = _linked_company(sync_world, "Globex")
+    other_account, other_company = sync_world.linked_company("Globex")
     deal_id, opportunity_id = _paired_deal(sync_world, "Company back and forth", hubspot_contacts[:1])
     # A person moves the opportunity to Globex; its notifications are held back (its sync is run below).
     with sync_world.salesforce_unheard():
@@ -557,7 +548,7 @@ def test_a_company_set_again_in_hubspot_after_the_account_changed_reaches_salesf
 
 def test_a_company_dealsync_put_back_before_a_persons_later_hubspot_change_came_is_replaced(
         sync_world: SyncWorld, hubspot_contacts: list[str]) -> None:
-    other_account, other_company = _linked_company(sync_world, "Initech")
+    other_account, other_company = sync_world.linked_company("Initech")
     deal_id, opportunity_id = _paired_deal(sync_world, "Company put back", hubspot_contacts[:1])
     # A person moves the opportunity to Initech; the deal follows.
     sync_world.salesforce.update("Opportunity", opportunity_id, {"AccountId": other_account})
@@ -608,7 +599,7 @@ def test_a_company_dealsync_put_back_before_a_persons_later_hubspot_change_came_
 
 def test_a_company_put_back_over_the_account_the_opportunity_was_created_with_is_replaced(
         sync_world: SyncWorld, hubspot_contacts: list[str]) -> None:
-    other_account, other_company = _linked_company(sync_world, "Hooli")
+    other_account, other_company = sync_world.linked_company("Hooli")
     deal_id, opportunity_id = _paired_deal(sync_world, "Created with its account", hubspot_contacts[:1])
     time.sleep(1.1)  # Salesforce keeps times to the second: what follows is plainly later
     times = sync_world.context.store.association_times
@@ -639,7 +630,7 @@ def test_a_company_put_back_over_the_account_the_opportunity_was_created_with_is
 
 def test_an_account_set_again_in_salesforce_after_hubspots_company_change_goes_back_to_the_deal(
         sync_world: SyncWorld, hubspot_contacts: list[str]) -> None:
-    other_account, other_company = _linked_company(sync_world, "Umbrella")
+    other_account, other_company = sync_world.linked_company("Umbrella")
     deal_id, opportunity_id = _paired_deal(sync_world, "Account back and forth", hubspot_contacts[:1])
     person = sync_world.hubspot.person_source
 

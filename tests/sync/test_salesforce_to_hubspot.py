@@ -15,7 +15,7 @@ from dealsync.models.domain import ErrorCategory, LinkKind, LinkStatus
 from dealsync.services.contacts import link_contacts
 from dealsync.services.deal_sync import sync_deals
 from dealsync.services.opportunity_sync import SyncReport, sync_opportunities
-from dealsync.services.records import CONTACTS_KEY, joined
+from dealsync.services.records import COMPANY_KEY, CONTACTS_KEY, joined
 from dealsync_local.hubspot.common import COMPANIES, CONTACTS, DEALS
 from tests.sync.conftest import SyncWorld
 
@@ -579,3 +579,25 @@ def _roles(world: SyncWorld, opportunity_id: str, contact_id: str) -> list[str]:
     rows = world.salesforce.soql(f"SELECT Id FROM OpportunityContactRole WHERE OpportunityId = '{opportunity_id}' "
                                  f"AND ContactId = '{contact_id}'")
     return [str(row["Id"]) for row in rows]
+
+
+def test_with_unsaved_company_writes_from_both_directions_the_deal_gets_salesforces_account(
+        sync_world: SyncWorld) -> None:
+    _, other_company = sync_world.linked_company("Massive Dynamic")
+    opportunity_id, deal_id = _paired_opportunity(sync_world, "Two unsaved company writes")
+    links = sync_world.context.store.links
+    link = links.get_by_salesforce_id(LinkKind.OPPORTUNITY, opportunity_id)
+    assert link is not None
+    # The HubSpot side wrote Acme's account to Salesforce (which holds it), the Salesforce side wrote Massive
+    # Dynamic to the deal (which holds it); neither saved the pair.
+    assert links.set_pending(link, {"hubspot": {COMPANY_KEY: other_company},
+                                    "salesforce": {COMPANY_KEY: sync_world.company_id}})
+    integration = sync_world.hubspot.integration_source
+    with sync_world.hubspot_unheard() as store:
+        store.dissociate(DEALS, int(deal_id), COMPANIES, int(sync_world.company_id), None, integration)
+        store.associate(DEALS, int(deal_id), COMPANIES, int(other_company),
+                        [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 5}], integration)
+    assert (sync_world.salesforce.get("Opportunity", opportunity_id) or {}).get("AccountId") == sync_world.account_id
+    # Salesforce's account is brought to what the deal holds.
+    assert not sync_opportunities(sync_world.context, [opportunity_id], source="test").retry
+    assert sync_world.associations(deal_id, "companies") == {sync_world.company_id}

@@ -449,10 +449,12 @@ class OpportunitySync:
             else:
                 held_by_deal = {}
             for key in (CONTACTS_KEY, COMPANY_KEY):
-                if key in written and written[key] == held[key]:
-                    plan.shadow[key] = written[key]
-                elif key in on_deal and key in held_by_deal and on_deal[key] == held_by_deal[key]:
+                # The deal's own unsaved write first: against what the deal holds, Salesforce's state is always
+                # brought to it (the other direction's write may be older than that one).
+                if key in on_deal and key in held_by_deal and on_deal[key] == held_by_deal[key]:
                     plan.shadow[key] = on_deal[key]
+                elif key in written and written[key] == held[key]:
+                    plan.shadow[key] = written[key]
 
     def _hold_later_hubspot_changes(self, plans: Sequence[_Plan], report: SyncReport) -> None:
         """Associations this sync would change on a deal that a person changed in HubSpot after Salesforce's
