@@ -15,7 +15,7 @@ from dealsync.models.domain import ErrorCategory, LinkKind, LinkStatus
 from dealsync.services.contacts import link_contacts
 from dealsync.services.deal_sync import sync_deals
 from dealsync.services.opportunity_sync import SyncReport, sync_opportunities
-from dealsync.services.records import COMPANY_KEY, CONTACTS_KEY, joined
+from dealsync.services.records import COMPANY_KEY, CONTACTS_KEY, joined, primary_company
 from dealsync_local.hubspot.common import COMPANIES, CONTACTS, DEALS
 from tests.sync.conftest import SyncWorld
 
@@ -601,3 +601,31 @@ def test_with_unsaved_company_writes_from_both_directions_the_deal_gets_salesfor
     # Salesforce's account is brought to what the deal holds.
     assert not sync_opportunities(sync_world.context, [opportunity_id], source="test").retry
     assert sync_world.associations(deal_id, "companies") == {sync_world.company_id}
+
+
+def test_a_deal_moved_to_another_company_always_has_a_primary_company(sync_world: SyncWorld,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    other_account, other_company = sync_world.linked_company("Wayne Enterprises")
+    opportunity_id, deal_id = _paired_opportunity(sync_world, "Moved to another company")
+    with sync_world.salesforce_unheard():
+        sync_world.salesforce.update("Opportunity", opportunity_id, {"AccountId": other_account})
+    # After each association write the deal is read, as the HubSpot side may read it at any moment: a deal
+    # without a primary company would pass for a person's removal and clear the opportunity's account.
+    hubspot = sync_world.context.hubspot
+    primaries: list[str | None] = []
+
+    def then_read(write: Callable[..., None]) -> Callable[..., None]:
+        def written(from_type: str, to_type: str, pairs: Any) -> None:
+            write(from_type, to_type, pairs)
+            if to_type == "companies":
+                found = sync_world.person_hubspot.associations_read("deals", "companies", [deal_id]).get(deal_id, [])
+                primaries.append(primary_company(found))
+        return written
+
+    monkeypatch.setattr(hubspot, "associations_create", then_read(hubspot.associations_create))
+    monkeypatch.setattr(hubspot, "associations_archive", then_read(hubspot.associations_archive))
+    assert not sync_opportunities(sync_world.context, [opportunity_id], source="test").retry
+    monkeypatch.undo()
+    assert primaries and None not in primaries, primaries
+    assert primaries[-1] == other_company
+    assert sync_world.associations(deal_id, "companies") == {other_company}

@@ -742,10 +742,10 @@ class DealSync:
                  if plan.company_put_back is not None and plan.company_applied]
         removed = [(plan.deal_id, before) for plan, (before, _) in fixed if before]
         added = [(plan.deal_id, person, DEAL_TO_PRIMARY_COMPANY) for plan, (_, person) in fixed if person]
+        if added:  # the new primary first: the deal is never without one (see opportunity_sync)
+            self.hubspot.associations_create("deals", "companies", added)
         if removed:
             self.hubspot.associations_archive("deals", "companies", removed)
-        if added:
-            self.hubspot.associations_create("deals", "companies", added)
 
     # --- writes ------------------------------------------------------------------------------------
     def _apply_results(self, plans: Sequence[_Plan], results: Sequence[dict[str, Any]], keys: Sequence[str],

@@ -623,10 +623,12 @@ class OpportunitySync:
             self.hubspot.associations_archive("deals", "contacts", remove_contacts)
         if create_contacts:
             self.hubspot.associations_create("deals", "contacts", create_contacts)
-        if remove_companies:
-            self.hubspot.associations_archive("deals", "companies", remove_companies)
+        # The new primary company first: the deal is never without one, which the other direction, reading it
+        # in between, would take for a person's removal and clear the opportunity's account.
         if create_companies:
             self.hubspot.associations_create("deals", "companies", create_companies)
+        if remove_companies:
+            self.hubspot.associations_archive("deals", "companies", remove_companies)
         if note_times:
             written: dict[str, dict[str, str]] = {}
             for deal_id, contact_id in remove_contacts:
