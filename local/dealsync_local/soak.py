@@ -1049,6 +1049,19 @@ def accepted_values(writes: Sequence[Write]) -> tuple[Write, set[str | None]] | 
     return last, accepted
 
 
+def hubspot_deletes(lifecycle: Sequence[Lifecycle], deal_to_opportunity: Mapping[str, str],
+                    linked_opportunity: Mapping[str, str]) -> dict[str, float]:
+    """When a person last deleted each opportunity's deal in HubSpot. A deal deleted before the person saw its
+    opportunity's id (dealsync had not told HubSpot yet) is known by the link that pair ended with."""
+    deleted_at: dict[str, float] = {}
+    for event in lifecycle:
+        named = (event.opportunity_id or deal_to_opportunity.get(event.deal_id or "")
+                 or linked_opportunity.get(event.deal_id or ""))
+        if event.kind == "hs_delete" and named:
+            deleted_at[named] = max(event.at, deleted_at.get(named, 0.0))
+    return deleted_at
+
+
 def pair_starts(lifecycle: Sequence[Lifecycle], pairs: Mapping[str, str],
                 deal_to_opportunity: Mapping[str, str]) -> dict[str, float]:
     """When each opportunity's pair last started afresh (a delete, undelete or restore), for the lost-update
@@ -1107,11 +1120,8 @@ def check(world: SoakWorld, journal: Journal) -> Findings:
             findings.problems.append(f"duplicate: deal {deal_id} is named by opportunities {sorted(opportunity_ids)}")
 
     # Pairs: a live opportunity with its live deal, pointing at each other, linked.
-    last_hubspot_delete: dict[str, float] = {}
-    for event in journal.lifecycle:
-        named = event.opportunity_id or journal.deal_to_opportunity.get(event.deal_id or "")
-        if event.kind == "hs_delete" and named:
-            last_hubspot_delete[named] = max(event.at, last_hubspot_delete.get(named, 0.0))
+    last_hubspot_delete = hubspot_deletes(journal.lifecycle, journal.deal_to_opportunity,
+                                          {link.hubspot_id: link.salesforce_id for link in links})
     salesforce_write_times: dict[str, float] = {}
     for write in journal.writes:
         if write.side is Side.SALESFORCE and write.opportunity_id:

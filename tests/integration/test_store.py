@@ -108,6 +108,22 @@ def test_tombstone_then_relink(store: SyncStore) -> None:
     assert old is not None and old.status is LinkStatus.TOMBSTONED
 
 
+def test_a_pair_known_only_once_ended_is_created_ended_and_can_be_linked_again(store: SyncStore) -> None:
+    result = store.links.create(LinkKind.OPPORTUNITY, opp_id(71), "7107", status=LinkStatus.TOMBSTONED,
+                                status_reason="deal deleted in HubSpot")
+    assert result.created
+    for side, record_id in ((Side.SALESFORCE, opp_id(71)), (Side.HUBSPOT, "7107")):
+        stored = store.links.get(LinkKind.OPPORTUNITY, side, record_id)
+        assert stored is not None
+        assert (stored.status, stored.status_reason) == (LinkStatus.TOMBSTONED, "deal deleted in HubSpot")
+    relinked = store.links.create(LinkKind.OPPORTUNITY, opp_id(71), "7108")
+    assert relinked.created and relinked.link.is_active
+    # An ended pair is not recorded over a live link.
+    refused = store.links.create(LinkKind.OPPORTUNITY, opp_id(71), "7109", status=LinkStatus.PAUSED,
+                                 status_reason="deal deleted in HubSpot")
+    assert not refused.created and refused.link.hubspot_id == "7108" and refused.link.is_active
+
+
 def test_an_active_link_is_not_overwritten(store: SyncStore) -> None:
     store.links.create(LinkKind.OPPORTUNITY, opp_id(5), "5005")
     result = store.links.create(LinkKind.OPPORTUNITY, opp_id(5), "5006")

@@ -195,6 +195,18 @@ def test_unmatched_owner_keeps_the_salesforce_owner_and_resets_hubspot(sync_worl
     assert categories == [ErrorCategory.OWNER_NOT_FOUND]
 
 
+def _next_change_makes_a_new_deal(world: SyncWorld, opportunity_id: str, deleted_deal_id: str,
+                                  amount: int) -> dict[str, Any]:
+    """DESIGN 1.6: after its deal was deleted in HubSpot, the opportunity's next change makes a new deal."""
+    world.salesforce.update("Opportunity", opportunity_id, {"Amount": amount})
+    world.settle()
+    deal = world.deal_for(opportunity_id)
+    assert deal is not None, "the opportunity did not sync again as a new deal"
+    assert str(deal["id"]) != deleted_deal_id
+    assert deal["properties"]["amount"] == str(amount)
+    return deal
+
+
 def test_deleting_the_deal_keeps_the_opportunity_and_a_salesforce_change_makes_a_new_deal(
         sync_world: SyncWorld, hubspot_contacts: list[str]) -> None:
     deal_id = _new_deal(sync_world, "Globex - Deleted in HubSpot", hubspot_contacts)
@@ -206,12 +218,7 @@ def test_deleting_the_deal_keeps_the_opportunity_and_a_salesforce_change_makes_a
     link = sync_world.context.store.links.get_by_hubspot_id(LinkKind.OPPORTUNITY, deal_id)
     assert link is not None
     assert link.status is LinkStatus.TOMBSTONED
-    sync_world.salesforce.update("Opportunity", opportunity_id, {"Amount": 14000})
-    sync_world.settle()
-    deal = sync_world.deal_for(opportunity_id)
-    assert deal is not None, "the opportunity did not sync again as a new deal"
-    assert str(deal["id"]) != deal_id
-    assert deal["properties"]["amount"] == "14000"
+    deal = _next_change_makes_a_new_deal(sync_world, opportunity_id, deal_id, 14000)
     relinked = sync_world.context.store.links.get_by_salesforce_id(LinkKind.OPPORTUNITY, opportunity_id)
     assert relinked is not None
     assert relinked.is_active
@@ -410,6 +417,68 @@ def test_without_resync_after_delete_the_opportunity_stays_alone(sync_world: Syn
         sync_world.settle()
         assert sync_world.deal_for(opportunity_id) is None
         assert sync_world.salesforce.get("Opportunity", opportunity_id) is not None
+    finally:
+        settings.set_options(resync_after_hubspot_delete=True)
+
+
+@pytest.mark.parametrize("resync", [True, False], ids=["resync", "no-resync"])
+def test_a_deal_deleted_before_its_new_opportunity_was_linked_ends_the_pair_like_a_linked_one(
+        sync_world: SyncWorld, hubspot_contacts: list[str], resync: bool) -> None:
+    settings = sync_world.context.store.settings
+    settings.set_options(resync_after_hubspot_delete=resync)
+    person = sync_world.hubspot.person_source
+    mapping = _mapping(sync_world)
+    try:
+        with sync_world.hubspot_unheard() as store:  # its webhook is the delivery run by hand below
+            deal_id = str(store.create(DEALS, {
+                "dealname": f"Deleted before linked ({'resync' if resync else 'kept alone'})",
+                "pipeline": mapping.pipeline_id, "dealstage": mapping.stages["Prospecting"], "amount": "3300",
+                "closedate": "2027-06-30T00:00:00Z"},
+                None, person).id)
+
+        def die(point: str) -> None:
+            raise faultpoints.SimulatedCrash(point)
+
+        # The worker creates the opportunity and dies before linking it (the opportunity's creation notifies no
+        # one: the Salesforce → HubSpot direction leaves such a one to this worker); a person deletes the deal
+        # before the delivery comes again.
+        faultpoints.install(die)
+        try:
+            with sync_world.salesforce_unheard(), pytest.raises(faultpoints.SimulatedCrash):
+                sync_deals(sync_world.context, [deal_id], source="test")
+        finally:
+            faultpoints.install(None)
+        opportunity_id = str(_opportunity_for(sync_world, deal_id)["Id"])
+        links = sync_world.context.store.links
+        assert links.get_by_salesforce_id(LinkKind.OPPORTUNITY, opportunity_id) is None
+        with sync_world.hubspot_unheard() as store:
+            store.archive(DEALS, store.get(DEALS, deal_id), person)
+        report = sync_deals(sync_world.context, [deal_id], source="test")
+        assert report.deleted == [deal_id]
+        assert not report.retry
+        # The pair ends as a linked one would: the opportunity stays, its link says the deal was deleted.
+        link = links.get_by_salesforce_id(LinkKind.OPPORTUNITY, opportunity_id)
+        assert link is not None
+        assert link.hubspot_id == deal_id
+        assert link.status is (LinkStatus.TOMBSTONED if resync else LinkStatus.PAUSED)
+        assert link.status_reason == "deal deleted in HubSpot"
+        sync_world.settle()
+        assert sync_world.salesforce.get("Opportunity", opportunity_id) is not None
+        assert sync_world.deal_for(opportunity_id) is None
+        if resync:
+            paired_deal_id = str(_next_change_makes_a_new_deal(sync_world, opportunity_id, deal_id, 3400)["id"])
+        else:
+            # Restoring the deal resumes the pair.
+            sync_world.hubspot.restore(deal_id)
+            sync_world.settle()
+            restored = sync_world.deal_for(opportunity_id)
+            assert restored is not None, "the restored deal was not paired with its opportunity"
+            paired_deal_id = str(restored["id"])
+            assert paired_deal_id == deal_id
+        relinked = links.get_by_salesforce_id(LinkKind.OPPORTUNITY, opportunity_id)
+        assert relinked is not None
+        assert relinked.is_active
+        assert relinked.hubspot_id == paired_deal_id
     finally:
         settings.set_options(resync_after_hubspot_delete=True)
 

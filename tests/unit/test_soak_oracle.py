@@ -14,6 +14,7 @@ from dealsync_local.soak import (
     accepted_values,
     canonical_amount,
     canonical_date,
+    hubspot_deletes,
     named_records,
     pair_starts,
     records_that_ended_wrong,
@@ -116,6 +117,17 @@ def test_a_pair_starts_afresh_at_its_last_delete_undelete_or_restore_unless_the_
     assert pair_starts(deleted_and_back, {opportunity: deal}, {}) == {}
     restored = [Lifecycle(3.0, "hs_delete", None, deal), Lifecycle(4.0, "hs_restore", None, deal)]
     assert pair_starts(deleted_and_back + restored, {opportunity: deal}, {deal: opportunity}) == {opportunity: 4.0}
+
+
+def test_a_hubspot_delete_is_the_opportunitys_by_the_person_by_the_journal_or_by_the_ended_link() -> None:
+    seen, learned, unseen = "006000000000001AAA", "006000000000002AAA", "006000000000003AAA"
+    deletes = [Lifecycle(1.0, "hs_delete", seen, "9001"), Lifecycle(2.0, "hs_delete", None, "9002"),
+               Lifecycle(3.0, "hs_delete", None, "9003"), Lifecycle(4.0, "hs_restore", None, "9003"),
+               Lifecycle(5.0, "hs_delete", None, "9004")]
+    # 9002's opportunity is known from the journal; 9003's and 9004's only from their links (the person never
+    # saw the opportunity's id); a restore is no delete.
+    assert hubspot_deletes(deletes, {"9002": learned}, {"9003": unseen}) == {seen: 1.0, learned: 2.0, unseen: 3.0}
+    assert hubspot_deletes(deletes, {"9002": learned}, {"9004": unseen}) == {seen: 1.0, learned: 2.0, unseen: 5.0}
 
 
 def test_a_dead_letter_is_unexplained_only_by_a_record_problem_not_by_another_dead_letter() -> None:

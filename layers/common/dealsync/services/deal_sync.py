@@ -249,7 +249,8 @@ class DealSync:
                                     if d not in links and _candidate_opportunity(deals[d])})
         opportunities = self._read_opportunities(opportunity_ids, specs)
         self._named = self._opportunities_naming([d for d in synced if d not in links
-                                                  and not _candidate_opportunity(deals[d])], specs)
+                                                  and not _candidate_opportunity(deals[d])],
+                                                 opportunity_select(self.context, specs))
         opportunities.update({str(record["Id"]): record for record in self._named.values()})
         # Associations are read for the deals whose events may have changed them, and for new pairs.
         reading = [deal_id for deal_id in synced if associations_for is None or deal_id in associations_for
@@ -382,6 +383,8 @@ class DealSync:
                                                                           archived=True)}
         links = self.store.links.get_many(LinkKind.OPPORTUNITY, Side.HUBSPOT, ids)
         resync = self.context.options().resync_after_hubspot_delete
+        self._end_unlinked_pairs([deal_id for deal_id in ids if deal_id in archived and deal_id not in links],
+                                 LinkStatus.TOMBSTONED if resync else LinkStatus.PAUSED)
         for deal_id in ids:
             link = links.get(deal_id)
             if deal_id not in archived:
@@ -396,6 +399,20 @@ class DealSync:
                 self.store.links.pause(link, DELETED_IN_HUBSPOT)
             logger.info("deal deleted in HubSpot: opportunity kept, link ended", extra={
                 "deal_id": deal_id, "opportunity_id": link.salesforce_id, "resync": resync})
+
+    def _end_unlinked_pairs(self, deal_ids: Sequence[str], status: LinkStatus) -> None:
+        """Deleted deals whose opportunity an earlier attempt created and died before linking: the pair is
+        recorded as ended by the deletion, as a linked one would be. Left unlinked, the opportunity would
+        look unpaired (the reconcile would make it a new deal the person never asked for); ended, it syncs
+        again as a new deal on its next change (DESIGN 1.6), or its link resumes when the deal is restored."""
+        if not deal_ids:
+            return
+        for deal_id, opportunity in self._opportunities_naming(deal_ids, f"Id, {DEAL_ID_FIELD}").items():
+            result = self.store.links.create(LinkKind.OPPORTUNITY, str(opportunity["Id"]), deal_id,
+                                             status=status, status_reason=DELETED_IN_HUBSPOT)
+            if result.created:
+                logger.info("deal deleted in HubSpot before its new opportunity was linked: link ended", extra={
+                    "deal_id": deal_id, "opportunity_id": str(opportunity["Id"]), "status": str(status)})
 
     # --- reads -----------------------------------------------------------------------------------
     def _read_deals(self, ids: Sequence[str], specs: Sequence[FieldSpec],
@@ -413,13 +430,12 @@ class DealSync:
         return {str(record["Id"]): record for record in
                 self.salesforce.query_by_ids(select, "Opportunity", ids, include_deleted=True)}
 
-    def _opportunities_naming(self, deal_ids: Sequence[str], specs: Sequence[FieldSpec]) -> dict[str, dict[str, Any]]:
-        """Opportunities that already name these unlinked deals in ``HubSpot_Deal_Id__c``: created by an
-        earlier attempt that failed or died before linking them and telling HubSpot. They are paired as
+    def _opportunities_naming(self, deal_ids: Sequence[str], select: str) -> dict[str, dict[str, Any]]:
+        """Opportunities that already name these unlinked deals in ``HubSpot_Deal_Id__c``, by deal id: created
+        by an earlier attempt that failed or died before linking them and telling HubSpot. They are paired as
         they are, so the retry does not write them again (which would also move their SystemModstamp and
         make Salesforce look like the later change)."""
         found: dict[str, dict[str, Any]] = {}
-        select = opportunity_select(self.context, specs)
         for start in range(0, len(deal_ids), 100):
             chunk = [deal_id for deal_id in deal_ids[start:start + 100] if deal_id.isdigit()]
             if not chunk:

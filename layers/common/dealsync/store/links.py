@@ -141,15 +141,19 @@ class LinkStore:
 
     # --- writes --------------------------------------------------------------------------------
     def create(self, kind: LinkKind, salesforce_id: str, hubspot_id: str,
-               shadow: Mapping[str, ShadowValue] | None = None) -> LinkResult:
+               shadow: Mapping[str, ShadowValue] | None = None, *, status: LinkStatus = LinkStatus.ACTIVE,
+               status_reason: str | None = None) -> LinkResult:
         """Link two records, or return the link that already stands.
 
         A free or tombstoned id on both sides is taken in one transaction; when another creator won
         the race (or either id is linked already), the standing link comes back with created=False.
+        ``status``: a pair known only once it has ended (its deal deleted before it was linked) is
+        recorded ended, in one write.
         """
         moment = now_utc()
         link = Link(
-            kind=kind, salesforce_id=salesforce_id, hubspot_id=hubspot_id, created_at=moment,
+            kind=kind, salesforce_id=salesforce_id, hubspot_id=hubspot_id, status=status,
+            status_reason=status_reason, created_at=moment,
             updated_at=moment, last_synced_at=moment if shadow is not None else None,
             shadow=dict(shadow or {}), shadow_version=1 if shadow is not None else 0,
         )
@@ -174,7 +178,8 @@ class LinkStore:
             if standing is None or standing.status is LinkStatus.TOMBSTONED:
                 standing = self.get(kind, Side.HUBSPOT, hubspot_id)
             if standing is None:  # the winner tombstoned it again in between: try once more
-                return self.create(kind, salesforce_id, hubspot_id, shadow)
+                return self.create(kind, salesforce_id, hubspot_id, shadow, status=status,
+                                   status_reason=status_reason)
             return LinkResult(link=standing, created=False)
         return LinkResult(link=link, created=True)
 
