@@ -483,6 +483,34 @@ def test_a_deal_deleted_before_its_new_opportunity_was_linked_ends_the_pair_like
         settings.set_options(resync_after_hubspot_delete=True)
 
 
+def test_a_deal_naming_an_opportunity_in_the_recycle_bin_waits_for_it_and_makes_no_new_one(
+        sync_world: SyncWorld) -> None:
+    # A deal dealsync made for an opportunity (its worker died before the link), and a person's change of the
+    # deal, while the opportunity sits in the recycle bin.
+    with sync_world.salesforce_unheard():
+        opportunity_id = str(sync_world.salesforce.create("Opportunity", {
+            "Name": "In the recycle bin", "StageName": "Prospecting", "CloseDate": "2027-04-30", "Amount": 800}))
+    mapping = _mapping(sync_world)
+    with sync_world.hubspot_unheard() as store:
+        deal_id = str(store.create(DEALS, {
+            "dealname": "In the recycle bin", "pipeline": mapping.pipeline_id,
+            "dealstage": mapping.stages["Prospecting"], "closedate": "2027-04-30T00:00:00Z", "amount": "800",
+            UNIQUE_PROPERTY: opportunity_id}, None, sync_world.hubspot.integration_source).id)
+        store.update(DEALS, store.get(DEALS, deal_id), {"amount": "850"}, sync_world.hubspot.person_source)
+    with sync_world.salesforce_unheard():
+        sync_world.salesforce.delete("Opportunity", opportunity_id)
+    report = sync_deals(sync_world.context, [deal_id], source="test")
+    assert deal_id in report.retry
+    assert _opportunities_for(sync_world, deal_id) == []  # no second opportunity for the deal
+    # Undeleted, the deal's change reaches it, and the two are paired.
+    sync_world.salesforce.undelete([opportunity_id])
+    assert not sync_deals(sync_world.context, [deal_id], source="test").retry
+    assert float((sync_world.salesforce.get("Opportunity", opportunity_id) or {})["Amount"]) == 850
+    link = sync_world.context.store.links.get_by_hubspot_id(LinkKind.OPPORTUNITY, deal_id)
+    assert link is not None and link.is_active and link.salesforce_id == opportunity_id
+    sync_world.settle()
+
+
 def test_sync_rules_decide_what_hubspot_edits_reach_salesforce(sync_world: SyncWorld,
                                                                hubspot_contacts: list[str]) -> None:
     config = sync_world.context.store.config

@@ -182,6 +182,24 @@ def test_a_change_racing_the_deals_deletion_gives_the_new_deal_the_link(sync_wor
     assert sync_world.deal_for(opportunity_id) is None
 
 
+def _sync_dying_after_the_hubspot_write(world: SyncWorld, opportunity_id: str) -> dict[str, Any]:
+    """The opportunity's sync, its worker killed right after its HubSpot write (before Salesforce's and the
+    link's): the deal it left."""
+    def die(point: str) -> None:
+        faultpoints.install(None)
+        raise faultpoints.SimulatedCrash(f"test: worker killed at {point}")
+
+    faultpoints.install(die)
+    try:
+        with pytest.raises(faultpoints.SimulatedCrash):
+            sync_opportunities(world.context, [opportunity_id], source="test")
+    finally:
+        faultpoints.install(None)
+    deal = world.deal_for(opportunity_id)
+    assert deal is not None
+    return deal
+
+
 def test_an_opportunity_deleted_while_its_deal_is_created_leaves_no_deal(
         sync_world: SyncWorld, monkeypatch: pytest.MonkeyPatch) -> None:
     with sync_world.salesforce_unheard():
@@ -205,6 +223,32 @@ def test_an_opportunity_deleted_while_its_deal_is_created_leaves_no_deal(
     sync_world.settle()
     back = sync_world.deal_for(opportunity_id)
     assert back is not None
+    relinked = sync_world.context.store.links.get_by_salesforce_id(LinkKind.OPPORTUNITY, opportunity_id)
+    assert relinked is not None and relinked.is_active and relinked.hubspot_id == str(back["id"])
+
+
+def test_an_opportunity_deleted_after_its_sync_made_the_deal_and_died_leaves_no_deal(sync_world: SyncWorld) -> None:
+    with sync_world.salesforce_unheard():
+        opportunity_id = _new_opportunity(sync_world, "Acme Corp - Deleted after its deal was made")
+    # The sync makes the deal and dies before telling Salesforce or saving the link; the person deletes the
+    # opportunity before the message comes again.
+    made = _sync_dying_after_the_hubspot_write(sync_world, opportunity_id)
+    with sync_world.salesforce_unheard():
+        sync_world.salesforce.delete("Opportunity", opportunity_id)
+    report = sync_opportunities(sync_world.context, [opportunity_id], source="test")
+    assert report.deleted == [opportunity_id]
+    assert not report.retry
+    # The deal the dead worker made is archived, as a linked one would be; nothing links the pair.
+    assert sync_world.deal_for(opportunity_id) is None
+    assert sync_world.context.store.links.get_by_salesforce_id(LinkKind.OPPORTUNITY, opportunity_id) is None
+    sync_world.settle()  # the archive's webhook: the HubSpot side makes no new opportunity of that deal
+    assert not sync_world.salesforce.soql(
+        f"SELECT Id FROM Opportunity WHERE HubSpot_Deal_Id__c = '{made['id']}'")
+    # Undeleted, it syncs as a new deal.
+    sync_world.salesforce.undelete([opportunity_id])
+    sync_world.settle()
+    back = sync_world.deal_for(opportunity_id)
+    assert back is not None and str(back["id"]) != str(made["id"])
     relinked = sync_world.context.store.links.get_by_salesforce_id(LinkKind.OPPORTUNITY, opportunity_id)
     assert relinked is not None and relinked.is_active and relinked.hubspot_id == str(back["id"])
 
@@ -336,19 +380,8 @@ def test_a_worker_that_died_after_making_the_new_deal_leaves_it_to_get_every_ass
         store.archive(DEALS, store.get(DEALS, first_deal), sync_world.hubspot.person_source)
     with sync_world.salesforce_unheard():
         sync_world.salesforce.update("Opportunity", opportunity_id, {"Amount": 52000})
-
-    def die(point: str) -> None:
-        faultpoints.install(None)
-        raise faultpoints.SimulatedCrash(f"test: worker killed at {point}")
-
-    faultpoints.install(die)
-    try:
-        with pytest.raises(faultpoints.SimulatedCrash):
-            sync_opportunities(sync_world.context, [opportunity_id], source="test")
-    finally:
-        faultpoints.install(None)
-    deal = sync_world.deal_for(opportunity_id)
-    assert deal is not None and str(deal["id"]) != first_deal
+    deal = _sync_dying_after_the_hubspot_write(sync_world, opportunity_id)
+    assert str(deal["id"]) != first_deal
     # The message comes again: the new deal, not the link's deleted one, is the pair's, with every association.
     assert not sync_opportunities(sync_world.context, [opportunity_id], source="test").retry
     new_deal = str(deal["id"])

@@ -524,13 +524,14 @@ class DealSync:
                 else str(named["Id"]) if named is not None else None)
             opportunity = opportunities.get(opportunity_id) if opportunity_id else None
             if opportunity_id and (opportunity is None or opportunity.get("IsDeleted")):
-                if link is not None and opportunity is not None:
-                    # In the recycle bin, the link still active: the Salesforce → HubSpot direction has not
-                    # archived the deal yet. Tried again later: if the opportunity is undeleted meanwhile,
-                    # this deal's changes (its associations above all) must still reach it.
+                if opportunity is not None:
+                    # In the recycle bin: the Salesforce → HubSpot direction has not archived the deal yet (with
+                    # no link, its deletion's sync archives the deal that names it). Tried again later: if the
+                    # opportunity is undeleted meanwhile, this deal's changes (its associations above all) must
+                    # still reach it, and a new opportunity now would be its duplicate then.
                     report.retry[deal_id] = f"opportunity {opportunity_id} is deleted; its deal not archived yet"
-                    logger.info("linked opportunity is in the recycle bin: the deal's changes are tried again",
-                                extra={"deal_id": deal_id, "opportunity_id": opportunity_id})
+                    logger.info("opportunity is in the recycle bin: the deal's changes are tried again", extra={
+                        "deal_id": deal_id, "opportunity_id": opportunity_id, "linked": link is not None})
                     continue
                 if link is not None:
                     # Gone for good (purged): the deal stays as it is, unlinked by the Salesforce side.

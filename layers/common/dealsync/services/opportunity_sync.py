@@ -723,6 +723,8 @@ class OpportunitySync:
                   if record_id in links and links[record_id].status is not LinkStatus.TOMBSTONED]
         if doomed:
             self.hubspot.batch_archive("deals", [link.hubspot_id for link in doomed])
+        self._archive_unlinked_deals([record_id for record_id in ids if record_id not in links
+                                      or links[record_id].status is LinkStatus.TOMBSTONED], report)
         affected: set[str] = set()
         for record_id in ids:
             link = links.get(record_id)
@@ -732,6 +734,23 @@ class OpportunitySync:
             affected |= self.store.rollups.remove_opportunity(record_id)
             self.store.errors.resolve(record_id)
         enqueue_rollups(self.context, affected)
+
+    def _archive_unlinked_deals(self, ids: Sequence[str], report: SyncReport) -> None:
+        """Deleted opportunities without a live link whose deal a sync made and died before linking (this
+        direction's upsert, or the other's write of the opportunity id back to the deal): the deal names the
+        opportunity, and is archived as a linked one would be. Left, it outlived its opportunity, and the other
+        direction would pair it again on the next change (the opportunity in the recycle bin, or a new one)."""
+        if not ids:
+            return
+        named = {str(deal["id"]): str(deal["properties"][UNIQUE_PROPERTY]) for deal in self.hubspot.batch_read(
+            "deals", ids, [UNIQUE_PROPERTY], id_property=UNIQUE_PROPERTY)}
+        if not named:
+            return
+        self.hubspot.batch_archive("deals", list(named))
+        for deal_id, opportunity_id in named.items():
+            logger.info("opportunity deleted before its deal was linked: the deal is archived", extra={
+                "opportunity_id": opportunity_id, "deal_id": deal_id})
+            report.deleted.append(opportunity_id)
 
     def _emit_metrics(self, report: SyncReport, source: str) -> None:
         metrics.add_metric(name="RecordsSynced", unit=MetricUnit.Count, value=len(report.created) + len(report.updated))
