@@ -17,7 +17,7 @@ from dealsync.services.contacts import link_contacts
 from dealsync.services.deal_sync import sync_deals
 from dealsync.services.opportunity_sync import SyncReport, sync_opportunities
 from dealsync.services.records import CONTACTS_KEY, UNIQUE_PROPERTY, joined, split
-from dealsync.store.association_times import COMPANY, ON_DEAL
+from dealsync.store.association_times import COMPANY, OFF_DEAL, ON_DEAL
 from dealsync_local.hubspot.common import COMPANIES, CONTACTS, DEALS
 from tests.sync.conftest import SyncWorld
 
@@ -820,6 +820,89 @@ def test_a_contact_role_salesforce_took_back_after_hubspots_change_is_the_later_
     sync_world.settle()
     assert _role_contacts(sync_world, opportunity_id) == {sync_world.contact_ids[0]}
     assert sync_world.associations(deal_id, "contacts") == {first}
+
+
+@pytest.mark.parametrize(("added", "pause"), [(True, 1.1), (False, 1.1), (True, 0.0)],
+                         ids=["role-added-then-deleted", "role-deleted-then-made-again", "deleted-in-the-same-second"])
+def test_a_contact_the_other_direction_copied_to_the_deal_unsaved_is_no_hubspot_change(
+        sync_world: SyncWorld, hubspot_contacts: list[str], added: bool, pause: float) -> None:
+    first, second = hubspot_contacts
+    salesforce_second = sync_world.contact_ids[1]
+    deal_id, opportunity_id = _paired_deal(sync_world, f"Copied, unsaved ({'on' if added else 'off'})",
+                                           [first] if added else [first, second])
+    # In Salesforce a person changes the second contact's role; the Salesforce → HubSpot sync copies it to the
+    # deal (noting its write) and cannot save the pair (another sync saved it first).
+    with sync_world.salesforce_unheard():
+        if added:
+            sync_world.salesforce.create("OpportunityContactRole", {"OpportunityId": opportunity_id,
+                                                                     "ContactId": salesforce_second})
+        else:
+            for role in _role_ids(sync_world, opportunity_id, salesforce_second):
+                sync_world.salesforce.delete("OpportunityContactRole", role)
+    integration = sync_world.hubspot.integration_source
+    with sync_world.hubspot_unheard() as store:
+        if added:
+            store.associate(DEALS, int(deal_id), CONTACTS, int(second), None, integration)
+        else:
+            store.dissociate(DEALS, int(deal_id), CONTACTS, int(second), None, integration)
+    sync_world.context.store.association_times.note_own(deal_id, {second: ON_DEAL if added else OFF_DEAL},
+                                                        round(datetime.now(UTC).timestamp() * 1000))
+    # Then a person takes that back in Salesforce: plainly later, or (Salesforce keeps times to the second) in
+    # the second of the copy, which is later too (a change before the copy would have been read by its sync).
+    time.sleep(pause)
+    with sync_world.salesforce_unheard():
+        if added:
+            for role in _role_ids(sync_world, opportunity_id, salesforce_second):
+                sync_world.salesforce.delete("OpportunityContactRole", role)
+        else:
+            sync_world.salesforce.create("OpportunityContactRole", {"OpportunityId": opportunity_id,
+                                                                     "ContactId": salesforce_second})
+    # A person's change of the deal is synced, its associations read: the contact differs from the shadow only
+    # by dealsync's own copy, older than the person's Salesforce change, which wins on both sides.
+    with sync_world.hubspot_unheard() as store:
+        store.update(DEALS, store.get(DEALS, deal_id), {"amount": "6100"}, sync_world.hubspot.person_source)
+    assert not sync_deals(sync_world.context, [deal_id], associations_for=[deal_id], source="test").retry
+    wanted = {first} if added else {first, second}
+    assert _role_contacts(sync_world, opportunity_id) == {sync_world.contact_ids[0]} | (
+        set() if added else {salesforce_second})
+    assert sync_world.associations(deal_id, "contacts") == wanted
+    sync_world.settle()
+    assert sync_world.associations(deal_id, "contacts") == wanted
+    assert len(_role_ids(sync_world, opportunity_id, salesforce_second)) == (0 if added else 1)
+
+
+@pytest.mark.parametrize("pause", [1.1, 0.0], ids=["plainly-later", "in-the-same-second"])
+def test_a_company_the_other_direction_copied_to_the_deal_unsaved_is_no_hubspot_change(
+        sync_world: SyncWorld, hubspot_contacts: list[str], pause: float) -> None:
+    copied_account, copied_company = sync_world.linked_company("Copied Co")
+    later_account, later_company = sync_world.linked_company("Later Co")
+    deal_id, opportunity_id = _paired_deal(sync_world, f"Company copied, unsaved ({pause})", hubspot_contacts[:1])
+    # In Salesforce a person moves the opportunity to Copied Co; the Salesforce → HubSpot sync copies it to the
+    # deal (noting its write) and cannot save the pair.
+    with sync_world.salesforce_unheard():
+        sync_world.salesforce.update("Opportunity", opportunity_id, {"AccountId": copied_account})
+    integration = sync_world.hubspot.integration_source
+    with sync_world.hubspot_unheard() as store:
+        store.associate(DEALS, int(deal_id), COMPANIES, int(copied_company), [_primary_company_spec()], integration)
+        store.dissociate(DEALS, int(deal_id), COMPANIES, int(sync_world.company_id), None, integration)
+    sync_world.context.store.association_times.note_own(deal_id, {COMPANY: copied_company},
+                                                        round(datetime.now(UTC).timestamp() * 1000))
+    # Then (plainly later, or in the copy's second) a person moves it on to Later Co.
+    time.sleep(pause)
+    with sync_world.salesforce_unheard():
+        sync_world.salesforce.update("Opportunity", opportunity_id, {"AccountId": later_account})
+    # A person's change of the deal is synced, its associations read: the company differs from the shadow only
+    # by dealsync's copy, older than the person's account change, which is not overwritten.
+    with sync_world.hubspot_unheard() as store:
+        store.update(DEALS, store.get(DEALS, deal_id), {"amount": "7100"}, sync_world.hubspot.person_source)
+    assert not sync_deals(sync_world.context, [deal_id], associations_for=[deal_id], source="test").retry
+    assert (sync_world.salesforce.get("Opportunity", opportunity_id) or {}).get("AccountId") == later_account
+    # The account's change reaches the deal.
+    assert not sync_opportunities(sync_world.context, [opportunity_id], source="test").retry
+    assert sync_world.associations(deal_id, "companies") == {later_company}
+    sync_world.settle()
+    assert (sync_world.salesforce.get("Opportunity", opportunity_id) or {}).get("AccountId") == later_account
+    assert sync_world.associations(deal_id, "companies") == {later_company}
 
 
 def test_a_role_dealsync_deleted_after_a_persons_later_hubspot_change_is_no_persons_deletion(

@@ -171,6 +171,7 @@ class DealSync:
         self._contacts_removed: dict[str, set[str]] = {}
         self._primary_companies: dict[str, str | None] = {}
         self._noted_times: dict[str, AssociationTimes] | None = None  # read when first needed
+        self._associations_read: set[str] = set()  # the deals whose associations this sync reads
 
     # --- entry point -----------------------------------------------------------------------------
     def sync(self, deal_ids: Sequence[str], *, merges: Mapping[str, Sequence[str]] | None = None,
@@ -255,6 +256,7 @@ class DealSync:
         # Associations are read for the deals whose events may have changed them, and for new pairs.
         reading = [deal_id for deal_id in synced if associations_for is None or deal_id in associations_for
                    or deal_id not in links or associations_pending(links[deal_id])]
+        self._associations_read = set(reading)
         associations = _Associations(
             self.hubspot.associations_read("deals", "contacts", reading) if reading else {},
             self.hubspot.associations_read("deals", "companies", reading) if reading else {})
@@ -588,10 +590,11 @@ class DealSync:
         wanted = sorted({plan.company for plan in plans if plan.company})
         accounts = self.store.links.get_many(LinkKind.ACCOUNT, Side.HUBSPOT, wanted) if company_sync else {}
         set_again = self._companies_set_again(plans) if company_sync else set()
+        copies = self._copied_companies_changed_since(plans) if company_sync else set()
         for plan in plans:
             before = plan.shadow.get(COMPANY_KEY) if plan.link is not None else None
             if not company_sync or (plan.company == before and plan.opportunity is not None
-                                    and plan.deal_id not in set_again):
+                                    and plan.deal_id not in set_again) or plan.deal_id in copies:
                 continue
             if plan.company is None:
                 if plan.opportunity is not None and plan.opportunity.get(ACCOUNT_FIELD):
@@ -607,6 +610,35 @@ class DealSync:
                 plan.salesforce_fields[ACCOUNT_FIELD] = link.salesforce_id
                 logger.debug("primary company to the account", extra={
                     "deal_id": plan.deal_id, "company_id": plan.company, "company_before": before})
+
+    def _copied_companies_changed_since(self, plans: Sequence[_Plan]) -> set[str]:
+        """Deals whose company differs from the agreed one only by the Salesforce → HubSpot direction's copy of
+        the account (that sync wrote it and could not save the pair; no person changed it since), while a person
+        changed the account after that copy: Salesforce's is the later change (its own sync brings it to the
+        deal), and the copy is no HubSpot change to write back over it."""
+        candidates: list[_Plan] = []
+        copied: dict[str, datetime] = {}
+        for plan in plans:
+            if plan.link is None or plan.opportunity is None or plan.company == _text(plan.shadow.get(COMPANY_KEY)):
+                continue
+            copied_at = self._copied_at(plan.deal_id, COMPANY, state=plan.company or "")
+            if copied_at is not None and self._copy_is_latest(plan.deal_id, COMPANY, copied_at):
+                candidates.append(plan)
+                copied[plan.deal_id] = copied_at
+        if not candidates:
+            return set()
+        changes = self._account_changes(candidates)
+        later: set[str] = set()
+        for plan in candidates:
+            changed_at, by_dealsync = changes.get(plan.deal_id, (None, True))
+            # Salesforce keeps times to the second: a change in the second of the copy came after it (one before
+            # it would have been read by that sync, which re-reads before it writes).
+            if not by_dealsync and changed_at is not None and changed_at >= copied[plan.deal_id].replace(
+                    microsecond=0):
+                later.add(plan.deal_id)
+                logger.info("account changed in Salesforce after dealsync copied it to the deal: Salesforce's is "
+                            "the later", extra={"deal_id": plan.deal_id, "opportunity_id": plan.opportunity_id})
+        return later
 
     def _companies_set_again(self, plans: Sequence[_Plan]) -> set[str]:
         """Deals whose primary company is the agreed one again, set by a person after a person changed the
@@ -728,11 +760,26 @@ class DealSync:
         """Whether the deal shows the Salesforce → HubSpot direction's write of this association, made after
         ``moment``: its last write was ``state`` (what the deal holds), and later. Else the deal shows a person's
         later change whose webhook is still on its way."""
+        written = self._copied_at(deal_id, target, state=state)
+        return written is not None and _milliseconds(written) > _milliseconds(moment)
+
+    def _copied_at(self, deal_id: str, target: str, *, state: str) -> datetime | None:
+        """When the Salesforce → HubSpot direction last wrote this association of the deal, if it wrote ``state``
+        (what the deal holds): the deal then shows Salesforce's state as that sync read it, unless a person
+        changed it since."""
         times = self._noted(deal_id)
         if times is None or times.own_states.get(target) != state:
-            return False
-        written = times.own_company if target == COMPANY else times.own_contacts.get(target)
-        return written is not None and _milliseconds(written) > _milliseconds(moment)
+            return None
+        return times.own_company if target == COMPANY else times.own_contacts.get(target)
+
+    def _copy_is_latest(self, deal_id: str, target: str, copied_at: datetime) -> bool:
+        """Whether no person changed this association in HubSpot after dealsync's copy (by this batch's webhooks
+        or another delivery's, noted)."""
+        times = self._noted(deal_id)
+        noted = None if times is None else (times.company if target == COMPANY else times.contacts.get(target))
+        delivered = (self._companies_changed_at.get(deal_id) if target == COMPANY
+                     else self._contacts_changed_at.get(deal_id, {}).get(target))
+        return all(moment is None or _milliseconds(copied_at) > _milliseconds(moment) for moment in (noted, delivered))
 
     def _person_changed_at(self, deal_id: str, target: str) -> datetime | None:
         """When a person last changed this association of the deal (``COMPANY`` or a contact) in HubSpot: this
@@ -748,7 +795,7 @@ class DealSync:
     def _noted(self, deal_id: str) -> AssociationTimes | None:
         if self._noted_times is None:  # read once, when first needed
             self._noted_times = self.store.association_times.for_deals(
-                sorted({*self._companies_changed_at, *self._contacts_changed_at}))
+                sorted({*self._companies_changed_at, *self._contacts_changed_at, *self._associations_read}))
         return self._noted_times.get(deal_id)
 
     def _write_companies_put_back(self, plans: Sequence[_Plan]) -> None:
@@ -973,14 +1020,28 @@ class DealSync:
         contact's role (Salesforce does not say who deleted; the HubSpot worker notes its own deletions)."""
         if deleted and CONTACTS_KEY in (plan.pending_read or {}).get(Side.SALESFORCE.value, {}):
             return False  # a sync of this pair wrote roles and did not save it: the deletion may be its own
-        times = self._role_times(plan, salesforce_id, hubspot_id, deleted=deleted)
-        if times is None or plan.link is None:
+        if plan.link is None or plan.opportunity is None:
             return False
-        hubspot_at, salesforce_at = times
+        person_at = self._person_changed_at(plan.deal_id, hubspot_id)
+        # The deal may show the Salesforce → HubSpot direction's copy of the contact rather than a person's change
+        # (that sync wrote it and could not save the pair): then the copy's time is HubSpot's.
+        copied_at = self._copied_at(plan.deal_id, hubspot_id, state=ON_DEAL if deleted else OFF_DEAL)
+        if copied_at is not None and self._copy_is_latest(plan.deal_id, hubspot_id, copied_at):
+            hubspot_at = copied_at
+        elif person_at is not None:
+            hubspot_at = person_at
+        else:
+            return False
+        salesforce_at = role_changed_at(plan.opportunity, salesforce_id, deleted=deleted,
+                                        integration_user_id=self.context.integration_user_id())
         noted = self._noted(plan.deal_id)
         own_deletion = noted.roles_deleted.get(hubspot_id) if deleted and noted is not None else None
         not_before = max(hubspot_at, own_deletion) if own_deletion is not None else hubspot_at
-        later = salesforce_at is not None and salesforce_at > not_before
+        # Salesforce keeps times to the second: a person's role change in the second of dealsync's copy came
+        # after it (a change before it would have been read by that sync, which re-reads before it writes).
+        copy_basis = hubspot_at == copied_at and not_before == hubspot_at
+        later = salesforce_at is not None and (
+            salesforce_at > not_before or (copy_basis and salesforce_at >= not_before.replace(microsecond=0)))
         if later:
             logger.info("contact role changed in Salesforce after HubSpot's change: Salesforce's is the later",
                         extra={"deal_id": plan.deal_id, "contact_id": hubspot_id, "removed": deleted})
