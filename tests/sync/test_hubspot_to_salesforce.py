@@ -502,8 +502,11 @@ def test_a_deal_naming_an_opportunity_in_the_recycle_bin_waits_for_it_and_makes_
     report = sync_deals(sync_world.context, [deal_id], source="test")
     assert deal_id in report.retry
     assert _opportunities_for(sync_world, deal_id) == []  # no second opportunity for the deal
-    # Undeleted, the deal's change reaches it, and the two are paired.
+    # Undeleted, the two are paired (the undelete's own sync pairs them; the deal's change waits for that),
+    # and the deal's change reaches the opportunity.
     sync_world.salesforce.undelete([opportunity_id])
+    assert deal_id in sync_deals(sync_world.context, [deal_id], source="test").retry
+    assert not sync_opportunities(sync_world.context, [opportunity_id], source="test").retry
     assert not sync_deals(sync_world.context, [deal_id], source="test").retry
     assert float((sync_world.salesforce.get("Opportunity", opportunity_id) or {})["Amount"]) == 850
     link = sync_world.context.store.links.get_by_hubspot_id(LinkKind.OPPORTUNITY, deal_id)
@@ -774,6 +777,46 @@ def _role_ids(world: SyncWorld, opportunity_id: str, contact_id: str) -> list[st
     rows = world.salesforce.soql(f"SELECT Id FROM OpportunityContactRole WHERE OpportunityId = '{opportunity_id}' "
                                  f"AND ContactId = '{contact_id}'")
     return [str(row["Id"]) for row in rows]
+
+
+def test_a_deal_the_salesforce_side_is_still_pairing_waits_for_the_pair(sync_world: SyncWorld,
+                                                                       hubspot_contacts: list[str]) -> None:
+    first, second = sync_world.contact_ids
+    with sync_world.salesforce_unheard():
+        opportunity_id = str(sync_world.salesforce.create("Opportunity", {
+            "Name": "Being paired", "StageName": "Prospecting", "CloseDate": "2027-08-31", "Amount": 900}))
+        for contact_id in (first, second):
+            sync_world.salesforce.create("OpportunityContactRole", {"OpportunityId": opportunity_id,
+                                                                     "ContactId": contact_id})
+    # The Salesforce → HubSpot sync has made the deal with both contacts and not saved the pair yet (a big
+    # batch). Meanwhile a person deletes the first contact's role in Salesforce and changes the deal.
+    mapping = _mapping(sync_world)
+    with sync_world.hubspot_unheard() as store:
+        deal_id = str(store.create(DEALS, {
+            "dealname": "Being paired", "pipeline": mapping.pipeline_id, "dealstage": mapping.stages["Prospecting"],
+            "closedate": "2027-08-31T00:00:00Z", "amount": "900", UNIQUE_PROPERTY: opportunity_id},
+            [_association(contact, DEAL_TO_CONTACT) for contact in hubspot_contacts],
+            sync_world.hubspot.integration_source).id)
+    sync_world.context.store.association_times.note_own(deal_id, dict.fromkeys(hubspot_contacts, ON_DEAL),
+                                                        round(datetime.now(UTC).timestamp() * 1000))
+    time.sleep(1.1)  # Salesforce keeps times to the second: what follows is plainly later
+    with sync_world.salesforce_unheard():
+        for role in _role_ids(sync_world, opportunity_id, first):
+            sync_world.salesforce.delete("OpportunityContactRole", role)
+    with sync_world.hubspot_unheard() as store:
+        store.update(DEALS, store.get(DEALS, deal_id), {"amount": "950"}, sync_world.hubspot.person_source)
+    # The deal's change waits for the pair: taken as a new pair, both contacts would look added in HubSpot.
+    report = sync_deals(sync_world.context, [deal_id], associations_for=[deal_id], source="test")
+    assert deal_id in report.retry
+    assert _role_ids(sync_world, opportunity_id, first) == []
+    assert sync_world.context.store.links.get_by_hubspot_id(LinkKind.OPPORTUNITY, deal_id) is None
+    # The pair is saved; the deal's change comes again.
+    assert not sync_opportunities(sync_world.context, [opportunity_id], source="test").retry
+    assert not sync_deals(sync_world.context, [deal_id], associations_for=[deal_id], source="test").retry
+    sync_world.settle()
+    assert _role_contacts(sync_world, opportunity_id) == {second}
+    assert sync_world.associations(deal_id, "contacts") == {hubspot_contacts[1]}
+    assert float((sync_world.salesforce.get("Opportunity", opportunity_id) or {})["Amount"]) == 950
 
 
 def test_a_contact_role_salesforce_took_back_after_hubspots_change_is_the_later_change(

@@ -33,7 +33,7 @@ from dealsync.models.events import deal_resync_messages
 from dealsync.observability import logger, metrics
 from dealsync.queues import send_messages
 from dealsync.services.context import SyncContext
-from dealsync.services.opportunity_sync import SyncReport
+from dealsync.services.opportunity_sync import PAIRING_GRACE_SECONDS, SyncReport
 from dealsync.services.records import (
     ACCOUNT_FIELD,
     COMPANY_KEY,
@@ -542,6 +542,14 @@ class DealSync:
                         "deal_id": deal_id, "opportunity_id": opportunity_id})
                     continue
                 opportunity = None  # a stale salesforce_opportunity_id: the deal becomes a new opportunity
+            if link is None and opportunity is not None and self._being_paired(deal, opportunity):
+                # Read before the other direction saved the pair (with the shadow of what both sides had),
+                # every association would look like a HubSpot addition — a role a person deleted in Salesforce
+                # meanwhile among them. Tried again once the pair is saved.
+                report.retry[deal_id] = f"deal {deal_id} is being paired with opportunity {opportunity_id}"
+                logger.info("deal made from an opportunity a moment ago, not linked yet: tried again", extra={
+                    "deal_id": deal_id, "opportunity_id": opportunity_id})
+                continue
             active = link if opportunity is not None else None
             shadow = dict(active.shadow) if active is not None else {}
             if deal_id in associations.contacts:
@@ -771,6 +779,17 @@ class DealSync:
         if times is None or times.own_states.get(target) != state:
             return None
         return times.own_company if target == COMPANY else times.own_contacts.get(target)
+
+    def _being_paired(self, deal: Mapping[str, Any], opportunity: Mapping[str, Any]) -> bool:
+        """Whether the Salesforce → HubSpot direction made this unlinked deal from the opportunity it names a
+        moment ago (a person's opportunity; the deal younger than PAIRING_GRACE_SECONDS) and is still pairing
+        them: saving the link is its last step."""
+        created = _created_at(deal)
+        integration = self.context.integration_user_id()
+        made_by = str(opportunity.get("CreatedById") or "")
+        return (created is not None and bool(integration) and bool(made_by)
+                and sf_id_18(made_by) != sf_id_18(str(integration))
+                and (now_utc() - created).total_seconds() < PAIRING_GRACE_SECONDS)
 
     def _copy_is_latest(self, deal_id: str, target: str, copied_at: datetime) -> bool:
         """Whether no person changed this association in HubSpot after dealsync's copy (by this batch's webhooks
@@ -1211,6 +1230,13 @@ def _refused(plans: Sequence[_Plan], error: PermanentCrmError) -> None:
 
 def _category(failure: Exception) -> ErrorCategory:
     return failure.category if isinstance(failure, PermanentCrmError) else ErrorCategory.SALESFORCE_VALIDATION
+
+
+def _created_at(deal: Mapping[str, Any]) -> datetime | None:
+    created = deal.get("created_at")
+    if isinstance(created, datetime):
+        return created
+    return parse_datetime(str(created)) if created else None
 
 
 def _candidate_opportunity(deal: Mapping[str, Any]) -> bool:
