@@ -135,6 +135,46 @@ def test_unmapped_type_is_an_error_and_the_rest_still_syncs(sync_world: SyncWorl
     assert "UNMAPPED_VALUE" in report.errors[opportunity_id][0]
 
 
+def test_a_deal_hubspot_refuses_is_an_error_and_the_batchs_other_deals_are_written(
+        sync_world: SyncWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    refused_id, refused_deal = _paired_opportunity(sync_world, "Acme Corp - Deleted in HubSpot meanwhile")
+    written_id, written_deal = _paired_opportunity(sync_world, "Acme Corp - Written with it")
+    # In Salesforce both opportunities change; their sync reads the deals, and right then a person deletes one.
+    # The upsert would make that deal anew with the changed values only: HubSpot refuses the whole batch (a
+    # deal needs a stage).
+    with sync_world.salesforce_unheard():
+        for opportunity_id in (refused_id, written_id):
+            sync_world.salesforce.update("Opportunity", opportunity_id, {"Amount": 5150})
+    hubspot = sync_world.context.hubspot
+    real_upsert = hubspot.batch_upsert
+
+    def move_then_upsert(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        if not moved:
+            moved.append(True)
+            sync_world.person_hubspot.batch_archive("deals", [refused_deal])
+        return real_upsert(*args, **kwargs)
+
+    moved: list[bool] = []
+    monkeypatch.setattr(hubspot, "batch_upsert", move_then_upsert)
+    try:
+        report = sync_opportunities(sync_world.context, [refused_id, written_id], source="test")
+    finally:
+        monkeypatch.undo()
+    assert written_id in report.updated and written_id not in report.errors
+    assert list(report.errors) == [refused_id]
+    assert "HUBSPOT_VALIDATION" in report.errors[refused_id][0]
+    written = sync_world.deal_for(written_id)
+    assert written is not None and str(written["id"]) == written_deal
+    assert written["properties"]["amount"] == "5150"
+    errors = sync_world.context.store.errors.for_record(refused_id)
+    assert [error.category for error in errors] == [ErrorCategory.HUBSPOT_VALIDATION]
+    assert "dealstage" in errors[0].message
+    # The deletion's webhook ends the pair; the opportunity's next change makes a new deal (DESIGN 1.6).
+    sync_world.settle()
+    link = sync_world.context.store.links.get_by_salesforce_id(LinkKind.OPPORTUNITY, refused_id)
+    assert link is not None and link.status is LinkStatus.TOMBSTONED
+
+
 def test_delete_archives_the_deal_and_undelete_brings_it_back(sync_world: SyncWorld) -> None:
     opportunity_id = _new_opportunity(sync_world, "Acme Corp - Short lived")
     sync_world.settle()

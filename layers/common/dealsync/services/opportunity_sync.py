@@ -10,9 +10,10 @@ retrying, reported back so the queue redelivers just that message.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -528,15 +529,15 @@ class OpportunitySync:
             (new if plan.deal is None and not adopt else known).append((plan, properties))
         results: list[dict[str, Any]] = []
         if known:
-            results += self.hubspot.batch_upsert("deals", UNIQUE_PROPERTY, [
-                {"id": plan.opportunity_id, "properties": properties} for plan, properties in known])
+            results += self._each_if_refused(
+                partial(self.hubspot.batch_upsert, "deals", UNIQUE_PROPERTY),
+                [{"id": plan.opportunity_id, "properties": properties} for plan, properties in known],
+                [plan.opportunity_id for plan, _ in known])
         if new:
-            try:
-                results += self.hubspot.batch_create("deals", [
-                    {"properties": properties, "objectWriteTraceId": plan.opportunity_id} for plan, properties in new])
-            except PermanentCrmError as error:  # refused whole (HubSpot answers 207 with the trace ids)
-                results += [{"error": {"message": error.message, "category": error.code or "",
-                                       "context": {"objectWriteTraceId": [plan.opportunity_id]}}} for plan, _ in new]
+            results += self._each_if_refused(
+                partial(self.hubspot.batch_create, "deals"),
+                [{"properties": properties, "objectWriteTraceId": plan.opportunity_id} for plan, properties in new],
+                [plan.opportunity_id for plan, _ in new])
         by_opportunity = {str(r.get("properties", {}).get(UNIQUE_PROPERTY)): r for r in results if "error" not in r}
         failures = [r["error"] for r in results if "error" in r]
         for plan, _ in [*known, *new]:
@@ -551,6 +552,25 @@ class OpportunitySync:
                 continue
             plan.errors.append((ErrorCategory.HUBSPOT_VALIDATION, _hubspot_failure_for(plan.opportunity_id, failures)))
             plan.deal_id = None if plan.deal is None else plan.deal_id
+
+    @staticmethod
+    def _each_if_refused(write: Callable[[list[dict[str, Any]]], list[dict[str, Any]]], inputs: list[dict[str, Any]],
+                         opportunity_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The deals written in one call; HubSpot refuses a whole batch for one bad input (a deal moved to a
+        pipeline where the stage sent does not exist, a value taken), so then each again on its own: the others
+        go through, and the refused ones get their own error (named by opportunity, as HubSpot's 207 does)."""
+        try:
+            return write(inputs)
+        except PermanentCrmError as refused:
+            if len(inputs) == 1:
+                return [_refusal(opportunity_ids[0], refused)]
+        results: list[dict[str, Any]] = []
+        for item, opportunity_id in zip(inputs, opportunity_ids, strict=True):
+            try:
+                results += write([item])
+            except PermanentCrmError as error:
+                results.append(_refusal(opportunity_id, error))
+        return results
 
     def _write_salesforce(self, plans: Sequence[_Plan], report: SyncReport, *, defer_deal_ids: bool = False) -> None:
         updates: list[dict[str, Any]] = []
@@ -800,6 +820,11 @@ def _changes_associations(plan: _Plan) -> bool:
 
 def _waiting(plan: _Plan) -> bool:
     return any(category is ErrorCategory.WAITING_FOR_ACCOUNT for category, _ in plan.errors)
+
+
+def _refusal(opportunity_id: str, error: PermanentCrmError) -> dict[str, Any]:
+    return {"error": {"message": error.message, "category": error.code or "",
+                      "context": {"objectWriteTraceId": [opportunity_id]}}}
 
 
 def _hubspot_failure_of(opportunity_id: str, failures: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
