@@ -135,44 +135,54 @@ def test_unmapped_type_is_an_error_and_the_rest_still_syncs(sync_world: SyncWorl
     assert "UNMAPPED_VALUE" in report.errors[opportunity_id][0]
 
 
-def test_a_deal_hubspot_refuses_is_an_error_and_the_batchs_other_deals_are_written(
-        sync_world: SyncWorld, monkeypatch: pytest.MonkeyPatch) -> None:
-    refused_id, refused_deal = _paired_opportunity(sync_world, "Acme Corp - Deleted in HubSpot meanwhile")
+@pytest.mark.parametrize("change", [{"Amount": 5150}, {"Amount": 5150, "StageName": "Needs Analysis"}],
+                         ids=["refused-whole-batch", "made-anew-with-the-changes-only"])
+def test_a_deal_deleted_between_the_read_and_the_write_is_synced_again_and_the_rest_is_written(
+        sync_world: SyncWorld, monkeypatch: pytest.MonkeyPatch, change: dict[str, Any]) -> None:
+    gone_id, gone_deal = _paired_opportunity(sync_world, "Acme Corp - Deleted in HubSpot meanwhile")
     written_id, written_deal = _paired_opportunity(sync_world, "Acme Corp - Written with it")
     # In Salesforce both opportunities change; their sync reads the deals, and right then a person deletes one.
-    # The upsert would make that deal anew with the changed values only: HubSpot refuses the whole batch (a
-    # deal needs a stage).
+    # The upsert on the opportunity id then makes that deal anew with the changed values only — or, without a
+    # stage among them, HubSpot refuses the whole batch.
     with sync_world.salesforce_unheard():
-        for opportunity_id in (refused_id, written_id):
-            sync_world.salesforce.update("Opportunity", opportunity_id, {"Amount": 5150})
+        for opportunity_id in (gone_id, written_id):
+            sync_world.salesforce.update("Opportunity", opportunity_id, change)
     hubspot = sync_world.context.hubspot
     real_upsert = hubspot.batch_upsert
 
-    def move_then_upsert(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
-        if not moved:
-            moved.append(True)
-            sync_world.person_hubspot.batch_archive("deals", [refused_deal])
+    def delete_then_upsert(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        if not deleted:
+            deleted.append(True)
+            sync_world.person_hubspot.batch_archive("deals", [gone_deal])
         return real_upsert(*args, **kwargs)
 
-    moved: list[bool] = []
-    monkeypatch.setattr(hubspot, "batch_upsert", move_then_upsert)
+    deleted: list[bool] = []
+    monkeypatch.setattr(hubspot, "batch_upsert", delete_then_upsert)
     try:
-        report = sync_opportunities(sync_world.context, [refused_id, written_id], source="test")
+        report = sync_opportunities(sync_world.context, [gone_id, written_id], source="test")
     finally:
         monkeypatch.undo()
-    assert written_id in report.updated and written_id not in report.errors
-    assert list(report.errors) == [refused_id]
-    assert "HUBSPOT_VALIDATION" in report.errors[refused_id][0]
+    # The other deal is written; the deleted one's opportunity is tried again, nothing written for it meanwhile.
+    assert written_id in report.updated and not report.errors
     written = sync_world.deal_for(written_id)
     assert written is not None and str(written["id"]) == written_deal
     assert written["properties"]["amount"] == "5150"
-    errors = sync_world.context.store.errors.for_record(refused_id)
-    assert [error.category for error in errors] == [ErrorCategory.HUBSPOT_VALIDATION]
-    assert "dealstage" in errors[0].message
-    # The deletion's webhook ends the pair; the opportunity's next change makes a new deal (DESIGN 1.6).
+    assert list(report.retry) == [gone_id]
+    sync_world.settle()  # the deletion's webhook ends the pair
+    # The next attempt makes the opportunity's new deal whole (DESIGN 1.6), and Salesforce keeps its values.
+    assert not sync_opportunities(sync_world.context, [gone_id], source="test").retry
     sync_world.settle()
-    link = sync_world.context.store.links.get_by_salesforce_id(LinkKind.OPPORTUNITY, refused_id)
-    assert link is not None and link.status is LinkStatus.TOMBSTONED
+    deal = sync_world.deal_for(gone_id)
+    assert deal is not None and str(deal["id"]) != gone_deal
+    assert deal["properties"]["amount"] == "5150"
+    assert deal["properties"]["description"] == "Platform renewal"
+    assert len(sync_world.associations(str(deal["id"]), "contacts")) == len(sync_world.contact_ids)
+    assert sync_world.associations(str(deal["id"]), "companies") == {sync_world.company_id}
+    link = sync_world.context.store.links.get_by_salesforce_id(LinkKind.OPPORTUNITY, gone_id)
+    assert link is not None and link.is_active and link.hubspot_id == str(deal["id"])
+    opportunity = sync_world.salesforce.get("Opportunity", gone_id) or {}
+    assert opportunity.get("Description") == "Platform renewal" and float(opportunity["Amount"]) == 5150
+    assert sync_world.context.store.errors.for_record(gone_id) == []
 
 
 def test_delete_archives_the_deal_and_undelete_brings_it_back(sync_world: SyncWorld) -> None:

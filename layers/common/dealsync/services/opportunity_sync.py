@@ -222,7 +222,8 @@ class OpportunitySync:
             self._hold_later_hubspot_changes(plans, report)
             plans = self._unchanged_since_read(plans, specs, report)
         plans = self._write_ahead(plans, specs, report)
-        self._write_deals(plans, report, adopt=importing)
+        vanished = self._write_deals(plans, report, adopt=importing)
+        plans = [plan for plan in plans if plan.opportunity_id not in vanished]
         reach(OPPORTUNITY_SYNC_AFTER_HUBSPOT_WRITE)  # a no-op outside the soak (dealsync.faultpoints)
         self._write_salesforce(plans, report, defer_deal_ids=importing)
         self._write_associations(plans, note_times=not importing)
@@ -510,11 +511,12 @@ class OpportunitySync:
         send_messages(self.context.queues["hubspot"], bodies)
 
     # --- writes -------------------------------------------------------------------------------------
-    def _write_deals(self, plans: Sequence[_Plan], report: SyncReport, *, adopt: bool = False) -> None:
+    def _write_deals(self, plans: Sequence[_Plan], report: SyncReport, *, adopt: bool = False) -> set[str]:
         """Deals written: the ones read are upserted on the opportunity id. The ones not found are created
         (``adopt``, for an import: upserted too, so a deal that exists already is adopted): an upsert would
         overwrite, with every value, a deal that appeared meanwhile (one restored in HubSpot a moment ago)
-        and the edits a person made to it; a create refuses it (409), and the record is read again."""
+        and the edits a person made to it; a create refuses it (409), and the record is read again.
+        Returns the opportunities whose deal was deleted in HubSpot after it was read (see _vanished)."""
         new: list[tuple[_Plan, dict[str, Any]]] = []
         known: list[tuple[_Plan, dict[str, Any]]] = []
         for plan in plans:
@@ -540,7 +542,10 @@ class OpportunitySync:
                 [plan.opportunity_id for plan, _ in new])
         by_opportunity = {str(r.get("properties", {}).get(UNIQUE_PROPERTY)): r for r in results if "error" not in r}
         failures = [r["error"] for r in results if "error" in r]
+        vanished = set() if adopt else self._vanished([plan for plan, _ in known], by_opportunity, report)
         for plan, _ in [*known, *new]:
+            if plan.opportunity_id in vanished:
+                continue
             result = by_opportunity.get(plan.opportunity_id)
             if result is not None:
                 plan.deal_id = str(result["id"])
@@ -552,6 +557,28 @@ class OpportunitySync:
                 continue
             plan.errors.append((ErrorCategory.HUBSPOT_VALIDATION, _hubspot_failure_for(plan.opportunity_id, failures)))
             plan.deal_id = None if plan.deal is None else plan.deal_id
+        return vanished
+
+    def _vanished(self, plans: Sequence[_Plan], written: Mapping[str, Mapping[str, Any]],
+                  report: SyncReport) -> set[str]:
+        """Opportunities whose deal, read by this sync, was deleted in HubSpot before the upsert: the upsert made
+        a new deal with this sync's changes only (or HubSpot refused it for a missing stage). Nothing more is
+        written for them (a link and shadow would claim values that new deal lacks, and they would come back to
+        Salesforce as cleared); the next attempt finds the new deal, or none, and makes it whole (DESIGN 1.6)."""
+        made_anew = {plan.opportunity_id for plan in plans if plan.deal is not None
+                     and plan.opportunity_id in written
+                     and str(written[plan.opportunity_id]["id"]) != str(plan.deal["id"])}
+        refused = [plan for plan in plans if plan.deal is not None and plan.opportunity_id not in written]
+        if refused:
+            live = {str(deal["id"]) for deal in self.hubspot.batch_read(
+                "deals", [str(plan.deal["id"]) for plan in refused if plan.deal is not None], [UNIQUE_PROPERTY])}
+            made_anew |= {plan.opportunity_id for plan in refused
+                          if plan.deal is not None and str(plan.deal["id"]) not in live}
+        for opportunity_id in sorted(made_anew):
+            report.retry[opportunity_id] = "its deal was deleted in HubSpot meanwhile: synced again as a new pair"
+            logger.info("deal deleted in HubSpot while the opportunity synced: tried again", extra={
+                "opportunity_id": opportunity_id})
+        return made_anew
 
     @staticmethod
     def _each_if_refused(write: Callable[[list[dict[str, Any]]], list[dict[str, Any]]], inputs: list[dict[str, Any]],
