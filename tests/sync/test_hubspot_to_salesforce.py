@@ -697,6 +697,41 @@ def test_a_company_dealsync_put_back_before_a_persons_later_hubspot_change_came_
     assert sync_world.associations(deal_id, "companies") == {sync_world.company_id}
 
 
+def test_a_company_a_stale_delivery_took_back_before_a_persons_later_change_came_is_replaced(
+        sync_world: SyncWorld, hubspot_contacts: list[str]) -> None:
+    other_account, other_company = sync_world.linked_company("Vandelay")
+    deal_id, opportunity_id = _paired_deal(sync_world, "Company taken back", hubspot_contacts[:1])
+    created_at = datetime.now(UTC) - timedelta(seconds=2)  # the pair's first company webhook: long before
+    time.sleep(1.1)
+    # A person moves the opportunity to Vandelay; the deal follows.
+    sync_world.salesforce.update("Opportunity", opportunity_id, {"AccountId": other_account})
+    sync_world.settle()
+    assert sync_world.associations(deal_id, "companies") == {other_company}
+    time.sleep(1.1)  # Salesforce keeps times to the second: what follows is plainly later
+    # Later, a person moves the deal back to Acme; that webhook is on its way.
+    moved_at = datetime.now(UTC)
+    person = sync_world.hubspot.person_source
+    with sync_world.hubspot_unheard() as store:
+        store.dissociate(DEALS, int(deal_id), COMPANIES, int(other_company), None, person)
+        store.associate(DEALS, int(deal_id), COMPANIES, int(sync_world.company_id), [_primary_company_spec()], person)
+    # A delivery retried since the deal was made comes first: its company event is older than the account's
+    # change, which the worker takes for the later one, and it puts Vandelay back on the deal.
+    assert not sync_deals(sync_world.context, [deal_id], associations_for=[deal_id], source="test",
+                          companies_changed_at={deal_id: created_at},
+                          primary_companies={deal_id: sync_world.company_id}).retry
+    assert sync_world.associations(deal_id, "companies") == {other_company}
+    # The person's webhook comes: dealsync's own write is what made both sides agree, and the person's Acme,
+    # set after the account changed, is the later change on both sides.
+    assert not sync_deals(sync_world.context, [deal_id], associations_for=[deal_id], source="test",
+                          companies_changed_at={deal_id: moved_at},
+                          primary_companies={deal_id: sync_world.company_id}).retry
+    assert (sync_world.salesforce.get("Opportunity", opportunity_id) or {}).get("AccountId") == sync_world.account_id
+    assert sync_world.associations(deal_id, "companies") == {sync_world.company_id}
+    sync_world.settle()
+    assert (sync_world.salesforce.get("Opportunity", opportunity_id) or {}).get("AccountId") == sync_world.account_id
+    assert sync_world.associations(deal_id, "companies") == {sync_world.company_id}
+
+
 def test_a_company_put_back_over_the_account_the_opportunity_was_created_with_is_replaced(
         sync_world: SyncWorld, hubspot_contacts: list[str]) -> None:
     other_account, other_company = sync_world.linked_company("Hooli")

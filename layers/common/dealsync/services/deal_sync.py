@@ -765,16 +765,16 @@ class DealSync:
         return noted is not None and _milliseconds(noted) > _milliseconds(moment)  # kept to the millisecond
 
     def _written_since(self, deal_id: str, target: str, moment: datetime, *, state: str) -> bool:
-        """Whether the deal shows the Salesforce → HubSpot direction's write of this association, made after
+        """Whether the deal shows dealsync's own write of this association (either direction's), made after
         ``moment``: its last write was ``state`` (what the deal holds), and later. Else the deal shows a person's
         later change whose webhook is still on its way."""
         written = self._copied_at(deal_id, target, state=state)
         return written is not None and _milliseconds(written) > _milliseconds(moment)
 
     def _copied_at(self, deal_id: str, target: str, *, state: str) -> datetime | None:
-        """When the Salesforce → HubSpot direction last wrote this association of the deal, if it wrote ``state``
-        (what the deal holds): the deal then shows Salesforce's state as that sync read it, unless a person
-        changed it since."""
+        """When dealsync last wrote this association of the deal (a contact: the Salesforce → HubSpot direction;
+        the company: either direction), if it wrote ``state`` (what the deal holds): the deal then shows the
+        state that sync decided on, unless a person changed it since."""
         times = self._noted(deal_id)
         if times is None or times.own_states.get(target) != state:
             return None
@@ -829,6 +829,12 @@ class DealSync:
             self.hubspot.associations_create("deals", "companies", added)
         if removed:
             self.hubspot.associations_archive("deals", "companies", removed)
+        # Noted as dealsync's own write, as the other direction's copies are: a company taken back on a stale
+        # delivery (the person's later change still on its way) is then put back once that change's webhook
+        # comes (_companies_put_back reads the deal's company as dealsync's write, made after the person's).
+        written_ms = _milliseconds(now_utc())
+        for plan, (_, company) in fixed:
+            self.store.association_times.note_own(plan.deal_id, {COMPANY: company or ""}, written_ms)
 
     # --- writes ------------------------------------------------------------------------------------
     def _apply_results(self, plans: Sequence[_Plan], results: Sequence[dict[str, Any]], keys: Sequence[str],

@@ -4,8 +4,9 @@ HubSpot keeps no history of associations; its webhooks' occurredAt is the only t
 changes worker notes it here as the webhooks arrive, so that the Salesforce → HubSpot direction can tell
 an association a person changed in HubSpot after Salesforce's change (which it must not overwrite) from
 one Salesforce changed last. One item per deal, a number per association, expiring after a week.
-The Salesforce → HubSpot direction notes its own association writes in the same item (``own_``): the
-HubSpot worker then knows the deal shows dealsync's write, not a person's later change still on its way.
+The Salesforce → HubSpot direction notes its own association writes in the same item (``own_``), and so does
+the HubSpot worker for the companies it puts back on deals: the HubSpot worker then knows the deal shows
+dealsync's write, not a person's later change still on its way.
 The HubSpot worker notes the contact roles it deletes in Salesforce (``roledel_``): Salesforce does not say who
 deleted a record, and a role deleted later than dealsync's own deletion is a person's.
 """
@@ -35,7 +36,7 @@ class AssociationTimes:
 
     company: datetime | None = None
     contacts: Mapping[str, datetime] = field(default_factory=dict)
-    # When the Salesforce → HubSpot direction last wrote the company association, and each contact's.
+    # When dealsync last wrote the company association (either direction), and each contact's (Salesforce → HubSpot).
     own_company: datetime | None = None
     own_contacts: Mapping[str, datetime] = field(default_factory=dict)
     # What it wrote: ON_DEAL / OFF_DEAL by contact, the company id (or "") under COMPANY.
