@@ -195,6 +195,35 @@ def test_pending_writes_are_refused_on_a_link_that_moved_since_it_was_read(store
     assert store.links.set_pending(read_once, {"hubspot": {"Name": "B"}}) is None
 
 
+def test_a_claim_saved_over_by_another_sync_keeps_its_writes_under_the_links_own(store: SyncStore) -> None:
+    link = store.links.create(LinkKind.OPPORTUNITY, opp_id(82), "7182", shadow={"Amount": "10"}).link
+    mine = store.links.set_pending(link, {"hubspot": {"Amount": "20", "Name": "Mine"}, "salesforce": {"Type": "x"}})
+    assert mine is not None
+    # Another sync claims the pair after this one (it read the claimed link), writes and saves it first.
+    other = store.links.set_pending(mine, {"hubspot": {"Amount": "30"}})
+    assert other is not None
+    saved = store.links.update_shadow(other, {"Amount": "30"})
+    with pytest.raises(StaleShadowError):
+        store.links.update_shadow(mine, {"Amount": "20"})
+    kept = store.links.keep_pending(mine)
+    assert kept is not None and kept.shadow_version == saved.shadow_version  # no version moved: no claim refused
+    for side, record_id in ((Side.SALESFORCE, opp_id(82)), (Side.HUBSPOT, "7182")):
+        stored = store.links.get(LinkKind.OPPORTUNITY, side, record_id)
+        assert stored is not None and stored.shadow == {"Amount": "30"}
+        assert stored.pending == {"hubspot": {"Amount": "20", "Name": "Mine"}, "salesforce": {"Type": "x"}}
+    # A claim that stands keeps its own values where both name a field.
+    claimed = store.links.set_pending(kept, {"hubspot": {"Amount": "40"}})
+    assert claimed is not None
+    store.links.keep_pending(mine)
+    stored = store.links.get(LinkKind.OPPORTUNITY, Side.HUBSPOT, "7182")
+    assert stored is not None and stored.pending == {"hubspot": {"Amount": "40", "Name": "Mine"},
+                                                     "salesforce": {"Type": "x"}}
+    assert stored.shadow_version == claimed.shadow_version
+    # Nothing to keep, or the pair gone: nothing done.
+    assert store.links.keep_pending(saved) is None
+    assert store.links.keep_pending(mine.model_copy(update={"hubspot_id": "7199"})) is None
+
+
 def test_a_sync_claims_the_pairs_it_read_and_the_moved_ones_go_back_to_be_read_again(store: SyncStore) -> None:
     read = [store.links.create(LinkKind.OPPORTUNITY, opp_id(90 + n), f"719{n}", shadow={"Amount": "10"}).link
             for n in range(3)]

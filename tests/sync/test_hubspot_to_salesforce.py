@@ -621,6 +621,47 @@ def test_a_salesforce_change_made_between_the_syncs_read_and_its_write_is_not_ov
     assert _deal(sync_world, deal_id)["properties"]["amount"] == "900"
 
 
+def test_a_salesforce_value_written_back_to_the_deal_after_the_other_direction_saved_the_pair_is_not_sent_on(
+        sync_world: SyncWorld, hubspot_contacts: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    deal_id, opportunity_id = _paired_deal(sync_world, "Written over", hubspot_contacts[:1])
+    # A person changes the amount in Salesforce and the description in HubSpot; nothing is heard (the syncs
+    # are run here).
+    with sync_world.salesforce_unheard():
+        sync_world.salesforce.update("Opportunity", opportunity_id, {"Amount": 111})
+    with sync_world.hubspot_unheard() as store:
+        store.update(DEALS, store.get(DEALS, deal_id), {"description": "HubSpot side"},
+                     sync_world.hubspot.person_source)
+    time.sleep(1.1)  # Salesforce keeps times to the second: what follows is plainly later
+    hubspot = sync_world.context.hubspot
+    real_update = hubspot.batch_update
+    raced: list[SyncReport] = []
+
+    def other_direction_first(object_type: str, inputs: Any) -> list[dict[str, Any]]:
+        if object_type == "deals" and not raced:
+            # Right before this sync writes Salesforce's amount (111) back to the deal, a person sets 222 in
+            # Salesforce, and that change's own sync writes it to the deal and saves the pair first.
+            with sync_world.salesforce_unheard():
+                sync_world.salesforce.update("Opportunity", opportunity_id, {"Amount": 222})
+            raced.append(sync_opportunities(sync_world.context, [opportunity_id], source="test"))
+            assert _deal(sync_world, deal_id)["properties"]["amount"] == "222"
+        return real_update(object_type, inputs)
+
+    monkeypatch.setattr(hubspot, "batch_update", other_direction_first)
+    report = sync_deals(sync_world.context, [deal_id], source="test")
+    monkeypatch.undo()
+    assert raced and not raced[0].retry
+    assert deal_id in report.retry  # the pair was saved by the other sync: read again
+    assert _deal(sync_world, deal_id)["properties"]["amount"] == "111"  # this sync's write came last
+    # Read again: the deal's 111 is dealsync's copy of an older Salesforce value, no HubSpot change. The
+    # person's 222 stands on both sides, and HubSpot's description too.
+    assert not sync_deals(sync_world.context, [deal_id], source="test").retry
+    sync_world.settle()
+    opportunity = sync_world.salesforce.get("Opportunity", opportunity_id) or {}
+    deal = sync_world.person_hubspot.batch_read("deals", [deal_id], ["amount", "description"])[0]["properties"]
+    assert (opportunity.get("Amount"), deal["amount"]) == (222, "222")
+    assert (opportunity.get("Description"), deal["description"]) == ("HubSpot side", "HubSpot side")
+
+
 def test_a_company_set_again_in_hubspot_after_the_account_changed_reaches_salesforce(
         sync_world: SyncWorld, hubspot_contacts: list[str]) -> None:
     other_account, other_company = sync_world.linked_company("Globex")

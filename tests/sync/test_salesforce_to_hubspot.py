@@ -616,6 +616,48 @@ def test_a_sync_that_read_a_pair_before_the_other_direction_saved_it_writes_noth
     assert deal is not None and deal["properties"]["amount"] == "700"
 
 
+def test_a_hubspot_value_written_back_to_salesforce_after_the_other_direction_saved_the_pair_is_not_sent_on(
+        sync_world: SyncWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    opportunity_id, deal_id = _paired_opportunity(sync_world, "Acme Corp - Written over")
+    # A person changes the amount in HubSpot and the description in Salesforce; nothing is heard (the syncs
+    # are run here).
+    with sync_world.hubspot_unheard() as store:
+        store.update(DEALS, store.get(DEALS, deal_id), {"amount": "111"}, sync_world.hubspot.person_source)
+    with sync_world.salesforce_unheard():
+        sync_world.salesforce.update("Opportunity", opportunity_id, {"Description": "Salesforce side"})
+    salesforce = sync_world.context.salesforce
+    real_update = salesforce.update
+    raced: list[SyncReport] = []
+    started: list[bool] = []
+
+    def other_direction_first(sobject: str, records: Any) -> list[dict[str, Any]]:
+        if sobject == "Opportunity" and not started:
+            started.append(True)  # once: the other sync's own write goes straight through
+            # Right before this sync writes HubSpot's amount (111) to the opportunity, a person sets 222 in
+            # HubSpot, and that change's own sync writes it to Salesforce and saves the pair first.
+            with sync_world.hubspot_unheard() as store:
+                store.update(DEALS, store.get(DEALS, deal_id), {"amount": "222"}, sync_world.hubspot.person_source)
+            raced.append(sync_deals(sync_world.context, [deal_id], source="test"))
+            assert (sync_world.salesforce.get("Opportunity", opportunity_id) or {}).get("Amount") == 222
+        result: list[dict[str, Any]] = real_update(sobject, records)
+        return result
+
+    monkeypatch.setattr(salesforce, "update", other_direction_first)
+    report = sync_opportunities(sync_world.context, [opportunity_id], source="test")
+    monkeypatch.undo()
+    assert raced and not raced[0].retry
+    assert opportunity_id in report.retry  # the pair was saved by the other sync: read again
+    assert (sync_world.salesforce.get("Opportunity", opportunity_id) or {}).get("Amount") == 111  # written last
+    # Read again: the opportunity's 111 is dealsync's copy of an older HubSpot value, no Salesforce change.
+    # The person's 222 stands on both sides, and Salesforce's description too.
+    assert not sync_opportunities(sync_world.context, [opportunity_id], source="test").retry
+    sync_world.settle()
+    opportunity = sync_world.salesforce.get("Opportunity", opportunity_id) or {}
+    deal = sync_world.person_hubspot.batch_read("deals", [deal_id], ["amount", "description"])[0]["properties"]
+    assert (opportunity.get("Amount"), deal["amount"]) == (222, "222")
+    assert (opportunity.get("Description"), deal["description"]) == ("Salesforce side", "Salesforce side")
+
+
 @pytest.mark.parametrize("hubspot_change_first", [True, False])
 def test_a_contact_an_unsaved_write_took_off_the_deal_and_salesforce_set_again_goes_back_on(
         sync_world: SyncWorld, hubspot_change_first: bool) -> None:

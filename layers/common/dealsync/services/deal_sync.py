@@ -1179,6 +1179,8 @@ class DealSync:
             self.store.links.update_shadow(link, shadow)
         except StaleShadowError as error:
             report.retry[plan.deal_id] = str(error)
+            if plan.salesforce_fields or plan.hubspot_properties:  # written over the other sync's: say whose
+                self.store.links.keep_pending(link)
 
     def _record_errors(self, plans: Sequence[_Plan], report: SyncReport) -> None:
         """This direction's errors live on the deal (record type Deal), so the Salesforce → HubSpot

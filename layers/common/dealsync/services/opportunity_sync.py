@@ -713,6 +713,8 @@ class OpportunitySync:
                 self.store.links.update_shadow(plan.link, shadow)
             except StaleShadowError as error:
                 report.retry[plan.opportunity_id] = str(error)
+                if plan.decision.writes_anything:  # written over the other sync's: say whose (keep_pending)
+                    self.store.links.keep_pending(plan.link)
         if taken:
             self._replace_links(taken, report)
 

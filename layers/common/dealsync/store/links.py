@@ -75,14 +75,18 @@ def _plain_pending(pending: Mapping[str, Mapping[str, ShadowValue]]) -> dict[str
     return {side: dict(values) for side, values in pending.items()}
 
 
-def _pending_updates(link: Link, pending: Mapping[str, Mapping[str, ShadowValue]]) -> list[dict[str, Any]]:
-    values = {":pending": _plain_pending(pending), ":expected": link.shadow_version, ":next": link.shadow_version + 1,
+def _pending_updates(link: Link, pending: Mapping[str, Mapping[str, ShadowValue]],
+                     *, claim: bool = True) -> list[dict[str, Any]]:
+    """Set the link's pending values, on the version read; a claim moves the version too."""
+    values = {":pending": _plain_pending(pending), ":expected": link.shadow_version,
               ":sf": link.salesforce_id, ":hs": link.hubspot_id}
+    if claim:
+        values[":next"] = link.shadow_version + 1
     return [
         {
             "Update": {
                 "Key": serialize(_key(link.kind, side, record_id)),
-                "UpdateExpression": "SET pending = :pending, shadow_version = :next",
+                "UpdateExpression": "SET pending = :pending" + (", shadow_version = :next" if claim else ""),
                 "ConditionExpression": "shadow_version = :expected AND salesforce_id = :sf AND hubspot_id = :hs",
                 "ExpressionAttributeValues": serialize(values),
             }
@@ -258,6 +262,30 @@ class LinkStore:
                 continue
             done += [_with_pending(link, values) for link, values in chunk]
         return done
+
+    def keep_pending(self, claimed: Link, attempts: int = 3) -> Link | None:
+        """After a sync's writes, when another sync saved the pair first (``update_shadow`` refused): its
+        write-ahead (``claimed.pending``) goes back on the link that stands, under that link's own pending
+        values, without moving the version. Each value it wrote was read from the other side: a side still
+        holding it got it from dealsync, not from a person, and the other side's differing value is the later
+        change (without this, the next sync would take dealsync's stale write for the person's change and send
+        it on). Returns the link as kept; None when the pair is gone or kept moving."""
+        if not claimed.pending:
+            return None
+        for _ in range(attempts):
+            current = self.get(claimed.kind, Side.HUBSPOT, claimed.hubspot_id)
+            if current is None or current.salesforce_id != claimed.salesforce_id:
+                return None
+            merged = {side: {**values, **(current.pending or {}).get(side, {})}
+                      for side, values in claimed.pending.items()}
+            try:
+                self.table.transact(_pending_updates(current, merged, claim=False))
+            except ClientError as error:
+                if _is_condition_failure(error):
+                    continue
+                raise
+            return current.model_copy(update={"pending": _plain_pending(merged)})
+        return None
 
     def update_shadow(self, link: Link, changes: Mapping[str, ShadowValue], expected_version: int | None = None,
                       synced_at: datetime | None = None) -> Link:
