@@ -483,6 +483,42 @@ def test_a_deal_deleted_before_its_new_opportunity_was_linked_ends_the_pair_like
         settings.set_options(resync_after_hubspot_delete=True)
 
 
+def test_a_change_made_just_before_deleting_a_deal_not_linked_yet_reaches_salesforce_when_it_is_restored(
+        sync_world: SyncWorld) -> None:
+    person = sync_world.hubspot.person_source
+    mapping = _mapping(sync_world)
+    with sync_world.hubspot_unheard() as store:  # its webhook is the delivery run by hand below
+        deal_id = str(store.create(DEALS, {
+            "dealname": "Changed, deleted, restored", "pipeline": mapping.pipeline_id,
+            "dealstage": mapping.stages["Prospecting"], "amount": "3300", "description": "first note",
+            "closedate": "2027-06-30T00:00:00Z"}, None, person).id)
+
+    def die(point: str) -> None:
+        raise faultpoints.SimulatedCrash(point)
+
+    # The worker creates the opportunity from its read and dies before linking it.
+    faultpoints.install(die)
+    try:
+        with sync_world.salesforce_unheard(), pytest.raises(faultpoints.SimulatedCrash):
+            sync_deals(sync_world.context, [deal_id], source="test")
+    finally:
+        faultpoints.install(None)
+    opportunity_id = str(_opportunity_for(sync_world, deal_id)["Id"])
+    time.sleep(1.1)  # what follows is plainly later than the opportunity's creation
+    # A person clears the description and changes the amount, then deletes the deal; the deletion's sync runs.
+    with sync_world.hubspot_unheard() as store:
+        store.update(DEALS, store.get(DEALS, deal_id), {"description": "", "amount": "4400"}, person)
+        store.archive(DEALS, store.get(DEALS, deal_id), person)
+    assert sync_deals(sync_world.context, [deal_id], source="test").deleted == [deal_id]
+    # Restored later: the person's changes, made after the opportunity was written, reach Salesforce.
+    sync_world.hubspot.restore(deal_id)
+    sync_world.settle()
+    opportunity = sync_world.salesforce.get("Opportunity", opportunity_id) or {}
+    deal = sync_world.person_hubspot.batch_read("deals", [deal_id], ["amount", "description"])[0]["properties"]
+    assert (opportunity.get("Description"), deal.get("description") or None) == (None, None)
+    assert (opportunity.get("Amount"), deal["amount"]) == (4400, "4400")
+
+
 def test_a_deal_naming_an_opportunity_in_the_recycle_bin_waits_for_it_and_makes_no_new_one(
         sync_world: SyncWorld) -> None:
     # A deal dealsync made for an opportunity (its worker died before the link), and a person's change of the

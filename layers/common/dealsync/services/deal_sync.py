@@ -409,9 +409,17 @@ class DealSync:
         again as a new deal on its next change (DESIGN 1.6), or its link resumes when the deal is restored."""
         if not deal_ids:
             return
-        for deal_id, opportunity in self._opportunities_naming(deal_ids, f"Id, {DEAL_ID_FIELD}").items():
+        config = self.context.config()
+        specs, stages, owners = self.context.field_specs(config), self.context.stage_map(config), self.context.owners()
+        for deal_id, opportunity in self._opportunities_naming(deal_ids, opportunity_select(self.context,
+                                                                                            specs)).items():
+            # Its fields as that attempt wrote them from the deal are what both sides agreed on: the shadow a
+            # restored deal is synced against (without one, a person's change made just before the deletion,
+            # and so after that attempt's read, would pass for no change against the opportunity's value).
+            created = decide_record(specs, salesforce_snapshot(opportunity, specs), SideSnapshot.absent(), None,
+                                    stages=stages, owners=owners, origin=Side.SALESFORCE)
             result = self.store.links.create(LinkKind.OPPORTUNITY, str(opportunity["Id"]), deal_id,
-                                             status=status, status_reason=DELETED_IN_HUBSPOT)
+                                             dict(created.shadow), status=status, status_reason=DELETED_IN_HUBSPOT)
             if result.created:
                 logger.info("deal deleted in HubSpot before its new opportunity was linked: link ended", extra={
                     "deal_id": deal_id, "opportunity_id": str(opportunity["Id"]), "status": str(status)})
