@@ -195,6 +195,20 @@ def test_unmatched_owner_keeps_the_salesforce_owner_and_resets_hubspot(sync_worl
     assert categories == [ErrorCategory.OWNER_NOT_FOUND]
 
 
+def _opportunity_made_by_a_worker_that_died(world: SyncWorld, deal_id: str) -> str:
+    """The deal's sync creates its opportunity (notifying no one) and dies before linking it: its id."""
+    def die(point: str) -> None:
+        raise faultpoints.SimulatedCrash(point)
+
+    faultpoints.install(die)
+    try:
+        with world.salesforce_unheard(), pytest.raises(faultpoints.SimulatedCrash):
+            sync_deals(world.context, [deal_id], source="test")
+    finally:
+        faultpoints.install(None)
+    return str(_opportunity_for(world, deal_id)["Id"])
+
+
 def _next_change_makes_a_new_deal(world: SyncWorld, opportunity_id: str, deleted_deal_id: str,
                                   amount: int) -> dict[str, Any]:
     """DESIGN 1.6: after its deal was deleted in HubSpot, the opportunity's next change makes a new deal."""
@@ -436,19 +450,10 @@ def test_a_deal_deleted_before_its_new_opportunity_was_linked_ends_the_pair_like
                 "closedate": "2027-06-30T00:00:00Z"},
                 None, person).id)
 
-        def die(point: str) -> None:
-            raise faultpoints.SimulatedCrash(point)
-
         # The worker creates the opportunity and dies before linking it (the opportunity's creation notifies no
         # one: the Salesforce → HubSpot direction leaves such a one to this worker); a person deletes the deal
         # before the delivery comes again.
-        faultpoints.install(die)
-        try:
-            with sync_world.salesforce_unheard(), pytest.raises(faultpoints.SimulatedCrash):
-                sync_deals(sync_world.context, [deal_id], source="test")
-        finally:
-            faultpoints.install(None)
-        opportunity_id = str(_opportunity_for(sync_world, deal_id)["Id"])
+        opportunity_id = _opportunity_made_by_a_worker_that_died(sync_world, deal_id)
         links = sync_world.context.store.links
         assert links.get_by_salesforce_id(LinkKind.OPPORTUNITY, opportunity_id) is None
         with sync_world.hubspot_unheard() as store:
@@ -493,17 +498,8 @@ def test_a_change_made_just_before_deleting_a_deal_not_linked_yet_reaches_salesf
             "dealstage": mapping.stages["Prospecting"], "amount": "3300", "description": "first note",
             "closedate": "2027-06-30T00:00:00Z"}, None, person).id)
 
-    def die(point: str) -> None:
-        raise faultpoints.SimulatedCrash(point)
-
     # The worker creates the opportunity from its read and dies before linking it.
-    faultpoints.install(die)
-    try:
-        with sync_world.salesforce_unheard(), pytest.raises(faultpoints.SimulatedCrash):
-            sync_deals(sync_world.context, [deal_id], source="test")
-    finally:
-        faultpoints.install(None)
-    opportunity_id = str(_opportunity_for(sync_world, deal_id)["Id"])
+    opportunity_id = _opportunity_made_by_a_worker_that_died(sync_world, deal_id)
     time.sleep(1.1)  # what follows is plainly later than the opportunity's creation
     # A person clears the description and changes the amount, then deletes the deal; the deletion's sync runs.
     with sync_world.hubspot_unheard() as store:
