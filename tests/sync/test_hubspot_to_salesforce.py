@@ -1245,6 +1245,46 @@ def test_a_contact_dealsync_put_back_before_a_persons_later_hubspot_change_came_
     assert _role_contacts(sync_world, opportunity_id) == {sync_world.contact_ids[0]}
 
 
+def test_a_contact_a_person_took_off_while_dealsync_was_still_writing_the_deal_is_no_put_back(
+        sync_world: SyncWorld, hubspot_contacts: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second = hubspot_contacts
+    deal_id, opportunity_id = _paired_deal(sync_world, "Taken off mid-write", [first])
+    time.sleep(1.1)  # Salesforce keeps times to the second: what follows is plainly later
+    person = sync_world.hubspot.person_source
+    with sync_world.salesforce_unheard():  # its sync is run here
+        sync_world.salesforce.create("OpportunityContactRole", {"OpportunityId": opportunity_id,
+                                                                "ContactId": sync_world.contact_ids[1]})
+    hubspot = sync_world.context.hubspot
+    real_create = hubspot.associations_create
+    removed: list[datetime] = []
+
+    def then_a_person_takes_it_off(from_type: str, to_type: str, pairs: Any) -> Any:
+        result = real_create(from_type, to_type, pairs)
+        if to_type == "contacts" and not removed:
+            # The contact is on the deal; the sync still has other writes to make (a slow HubSpot), and a
+            # person takes the contact off meanwhile. Its webhook is on its way.
+            time.sleep(0.05)
+            removed.append(datetime.now(UTC))
+            with sync_world.hubspot_unheard() as store:
+                store.dissociate(DEALS, int(deal_id), CONTACTS, int(second), None, person)
+            time.sleep(0.05)
+        return result
+
+    monkeypatch.setattr(hubspot, "associations_create", then_a_person_takes_it_off)
+    assert not sync_opportunities(sync_world.context, [opportunity_id], source="test").retry
+    monkeypatch.undo()
+    assert removed and sync_world.associations(deal_id, "contacts") == {first}
+    # The person puts it back (that webhook is late too); the removal's webhook comes first. The deal shows the
+    # person's own later change, not dealsync's write (which came before the removal): nothing changes.
+    with sync_world.hubspot_unheard() as store:
+        store.associate(DEALS, int(deal_id), CONTACTS, int(second), None, person)
+    assert not sync_deals(sync_world.context, [deal_id], associations_for=[deal_id], source="test",
+                          contacts_changed_at={deal_id: {second: removed[0]}},
+                          contacts_removed={deal_id: {second}}).retry
+    assert sync_world.associations(deal_id, "contacts") == {first, second}
+    assert len(_role_ids(sync_world, opportunity_id, sync_world.contact_ids[1])) == 1
+
+
 def test_the_hubspot_worker_notes_when_a_person_changed_a_deals_associations(
         sync_world: SyncWorld, hubspot_contacts: list[str]) -> None:
     first, second = hubspot_contacts

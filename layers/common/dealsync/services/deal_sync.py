@@ -831,6 +831,7 @@ class DealSync:
         Salesforce (the other way round, the account dealsync set would pass for HubSpot's later change)."""
         fixed = [(plan, plan.company_put_back) for plan in plans
                  if plan.company_put_back is not None and plan.company_applied]
+        written_ms = _milliseconds(now_utc())  # before the writes, as the other direction notes its own
         removed = [(plan.deal_id, before) for plan, (before, _) in fixed if before]
         added = [(plan.deal_id, person, DEAL_TO_PRIMARY_COMPANY) for plan, (_, person) in fixed if person]
         if added:  # the new primary first: the deal is never without one (see opportunity_sync)
@@ -840,7 +841,6 @@ class DealSync:
         # Noted as dealsync's own write, as the other direction's copies are: a company taken back on a stale
         # delivery (the person's later change still on its way) is then put back once that change's webhook
         # comes (_companies_put_back reads the deal's company as dealsync's write, made after the person's).
-        written_ms = _milliseconds(now_utc())
         for plan, (_, company) in fixed:
             self.store.association_times.note_own(plan.deal_id, {COMPANY: company or ""}, written_ms)
 

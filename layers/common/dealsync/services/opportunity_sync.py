@@ -666,6 +666,10 @@ class OpportunitySync:
             logger.debug("deal associations written", extra={
                 "contacts_added": create_contacts, "contacts_removed": remove_contacts,
                 "companies_added": create_companies, "companies_removed": remove_companies})
+        # Noted as the moment before the first write: each write lands after it, and a person's change noted
+        # after it may have come before or after a write, never known to come before (the calls take seconds
+        # when HubSpot is slow; taken after them, a person's change in between looked older than the write).
+        written_ms = round(now_utc().timestamp() * 1000)
         if remove_contacts:
             self.hubspot.associations_archive("deals", "contacts", remove_contacts)
         if create_contacts:
@@ -686,7 +690,6 @@ class OpportunitySync:
                 written.setdefault(deal_id, {})[COMPANY] = ""
             for deal_id, company_id, _ in create_companies:
                 written.setdefault(deal_id, {})[COMPANY] = company_id
-            written_ms = round(now_utc().timestamp() * 1000)
             for deal_id, states in written.items():
                 self.store.association_times.note_own(deal_id, states, written_ms)
 
