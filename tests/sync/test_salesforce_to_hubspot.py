@@ -14,7 +14,7 @@ from dealsync import faultpoints
 from dealsync.models.domain import ErrorCategory, LinkKind, LinkStatus
 from dealsync.services.contacts import link_contacts
 from dealsync.services.deal_sync import sync_deals
-from dealsync.services.opportunity_sync import SyncReport, sync_opportunities
+from dealsync.services.opportunity_sync import RECHECK_AFTER_SECONDS, SyncReport, sync_opportunities
 from dealsync.services.records import COMPANY_KEY, CONTACTS_KEY, joined, primary_company
 from dealsync_local.hubspot.common import COMPANIES, CONTACTS, DEALS
 from tests.sync.conftest import SyncWorld
@@ -655,6 +655,45 @@ def test_a_hubspot_value_written_back_to_salesforce_after_the_other_direction_sa
     opportunity = sync_world.salesforce.get("Opportunity", opportunity_id) or {}
     deal = sync_world.person_hubspot.batch_read("deals", [deal_id], ["amount", "description"])[0]["properties"]
     assert (opportunity.get("Amount"), deal["amount"]) == (222, "222")
+    assert (opportunity.get("Description"), deal["description"]) == ("Salesforce side", "Salesforce side")
+
+
+def test_a_salesforce_change_made_while_the_deals_are_slowly_written_is_not_overwritten(
+        sync_world: SyncWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    opportunity_id, deal_id = _paired_opportunity(sync_world, "Acme Corp - Slow HubSpot")
+    # A person changes the amount in HubSpot and the description in Salesforce; nothing is heard (the syncs
+    # are run here). The Salesforce side's sync brings each to the other side.
+    with sync_world.hubspot_unheard() as store:
+        store.update(DEALS, store.get(DEALS, deal_id), {"amount": "700"}, sync_world.hubspot.person_source)
+    with sync_world.salesforce_unheard():
+        sync_world.salesforce.update("Opportunity", opportunity_id, {"Description": "Salesforce side"})
+    hubspot = sync_world.context.hubspot
+    real_upsert = hubspot.batch_upsert
+    changed: list[bool] = []
+
+    def slow_then_a_person_edits(object_type: str, id_property: str, inputs: Any) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = real_upsert(object_type, id_property, inputs)
+        if object_type == "deals" and not changed:
+            # HubSpot is slow; while the deals are written, a person sets the amount in Salesforce too.
+            changed.append(True)
+            time.sleep(RECHECK_AFTER_SECONDS)
+            with sync_world.salesforce_unheard():
+                sync_world.salesforce.update("Opportunity", opportunity_id, {"Amount": 900})
+            time.sleep(1.1)  # Salesforce keeps times to the second: the person's change is plainly the later
+        return result
+
+    monkeypatch.setattr(hubspot, "batch_upsert", slow_then_a_person_edits)
+    report = sync_opportunities(sync_world.context, [opportunity_id], source="test")
+    monkeypatch.undo()
+    assert changed
+    assert opportunity_id in report.retry  # read again before its Salesforce write: the person's change is seen
+    assert (sync_world.salesforce.get("Opportunity", opportunity_id) or {}).get("Amount") == 900
+    # Read again (the retry): both changed the amount, and the person's Salesforce change is the later one.
+    assert not sync_opportunities(sync_world.context, [opportunity_id], source="test").retry
+    sync_world.settle()
+    opportunity = sync_world.salesforce.get("Opportunity", opportunity_id) or {}
+    deal = sync_world.person_hubspot.batch_read("deals", [deal_id], ["amount", "description"])[0]["properties"]
+    assert (opportunity.get("Amount"), deal["amount"]) == (900, "900")
     assert (opportunity.get("Description"), deal["description"]) == ("Salesforce side", "Salesforce side")
 
 

@@ -10,6 +10,7 @@ retrying, reported back so the queue redelivers just that message.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -72,6 +73,12 @@ from dealsync.store.dynamo import now_utc
 # Left means acknowledged, not retried: only dealsync has written it (a person's change would make its
 # LastModifiedById theirs), and a retry per second would use up the message's receives (its DLQ after 5).
 PAIRING_GRACE_SECONDS = 90
+
+# The deal writes come between the re-read of the opportunities and their write, and take seconds when
+# HubSpot is slow (retries, latency): past this, the opportunities about to be written are read again just
+# before (a person's change in between would be overwritten). Rarely a call: only slow batches that write
+# Salesforce fields (HubSpot's changes) pay it.
+RECHECK_AFTER_SECONDS = 1.0
 
 
 @dataclass
@@ -218,13 +225,17 @@ class OpportunitySync:
         plans = self._plan(live, records, links, deals, specs, stages, changed_at, report)
         self._link_associations(plans)
         self._agree_unsaved_association_writes(plans)
+        checked_at = time.monotonic()
         if not importing:  # an import's records are its enumeration's; its writes never reach Salesforce fields
             self._hold_later_hubspot_changes(plans, report)
             plans = self._unchanged_since_read(plans, specs, report)
+            checked_at = time.monotonic()
         plans = self._write_ahead(plans, specs, report)
         vanished = self._write_deals(plans, report, adopt=importing)
         plans = [plan for plan in plans if plan.opportunity_id not in vanished]
         reach(OPPORTUNITY_SYNC_AFTER_HUBSPOT_WRITE)  # a no-op outside the soak (dealsync.faultpoints)
+        if not importing and time.monotonic() - checked_at > RECHECK_AFTER_SECONDS:
+            plans = self._unchanged_since_read(plans, specs, report)
         self._write_salesforce(plans, report, defer_deal_ids=importing)
         self._write_associations(plans, note_times=not importing)
         if importing:
