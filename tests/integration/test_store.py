@@ -219,6 +219,15 @@ def test_a_claim_saved_over_by_another_sync_keeps_its_writes_under_the_links_own
     assert stored is not None and stored.pending == {"hubspot": {"Amount": "40", "Name": "Mine"},
                                                      "salesforce": {"Type": "x"}}
     assert stored.shadow_version == claimed.shadow_version
+    # A side only the standing claim names stays too.
+    only_hubspot = store.links.create(LinkKind.OPPORTUNITY, opp_id(83), "7183", shadow={"Amount": "10"}).link
+    first = store.links.set_pending(only_hubspot, {"hubspot": {"Amount": "20"}})
+    assert first is not None
+    standing = store.links.set_pending(first, {"salesforce": {"Name": "Theirs"}})
+    assert standing is not None
+    store.links.keep_pending(first)
+    stored = store.links.get(LinkKind.OPPORTUNITY, Side.SALESFORCE, opp_id(83))
+    assert stored is not None and stored.pending == {"hubspot": {"Amount": "20"}, "salesforce": {"Name": "Theirs"}}
     # Nothing to keep, or the pair gone: nothing done.
     assert store.links.keep_pending(saved) is None
     assert store.links.keep_pending(mine.model_copy(update={"hubspot_id": "7199"})) is None

@@ -276,8 +276,9 @@ class LinkStore:
             current = self.get(claimed.kind, Side.HUBSPOT, claimed.hubspot_id)
             if current is None or current.salesforce_id != claimed.salesforce_id:
                 return None
-            merged = {side: {**values, **(current.pending or {}).get(side, {})}
-                      for side, values in claimed.pending.items()}
+            standing = current.pending or {}
+            merged = {side: {**claimed.pending.get(side, {}), **standing.get(side, {})}
+                      for side in (*claimed.pending, *(side for side in standing if side not in claimed.pending))}
             try:
                 self.table.transact(_pending_updates(current, merged, claim=False))
             except ClientError as error:
